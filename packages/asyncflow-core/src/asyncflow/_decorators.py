@@ -1,0 +1,156 @@
+"""The engine's decorators: ``function_task``, ``executable_task`` and ``block``.
+
+Each is usable bare (``@flow.function_task``) or with options
+(``@flow.function_task(backend="dask", retries=2)``). Everything that can be checked is
+checked once, at decoration; a call only registers the task.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
+
+if TYPE_CHECKING:
+    from asyncflow._engine import WorkflowEngine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Body = Callable[P, Awaitable[T]] | Callable[P, T]
+
+
+class Task:
+    """A decorated function: calling it registers a task and returns its :class:`TaskFuture`."""
+
+    def __init__(self, engine: WorkflowEngine, kind: str, fn: Callable[..., Any],
+                 options: TaskOptions) -> None:
+        self._engine = engine
+        self._kind = kind
+        self._fn = fn
+        self._options = options
+        self.__name__: str = getattr(fn, "__name__", type(fn).__name__)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        options = self._options
+        if "task_description" in kwargs:
+            options = self._merge(kwargs.pop("task_description"))
+        return self._engine._register(self._kind, self._fn, self.__name__, options, args,
+                                      kwargs)
+
+    def _merge(self, description: Any) -> TaskOptions:
+        if not isinstance(description, dict):
+            raise TypeError(f"task {self.__name__!r}: task_description must be a dict, not "
+                            f"{type(description).__name__}")
+        merged = copy.deepcopy(self._options.description)  # never share nested lists
+        merged.update(description)
+        return replace(self._options, description=merged)
+
+    def __repr__(self) -> str:
+        return f"<{self._kind} task {self.__name__!r} of {self._engine.uid}>"
+
+
+class DecoratorsMixin:
+    """The decorators of :class:`~asyncflow.WorkflowEngine`."""
+
+    @overload
+    def function_task(self, fn: Callable[P, Awaitable[T]], /) -> Callable[P, TaskFuture[T]]: ...
+    @overload
+    def function_task(self, fn: Callable[P, T], /) -> Callable[P, TaskFuture[T]]: ...
+    @overload
+    def function_task(self, fn: None = None, /, **options: Any) -> Callable[
+        [Callable[P, Any]], Callable[P, TaskFuture[Any]]]: ...
+
+    def function_task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Make ``fn`` a task whose body runs on a backend: ``async def`` or plain ``def``
+        (a plain body never runs on the event loop).
+
+        Options: ``backend="name"`` (route to that backend), ``retries=N``, ``timeout=s``,
+        ``task_description={...}`` (backend-specific; a call's ``task_description=`` keyword
+        is merged over it, the call wins), ``capture_stdio=`` (executables only).
+        """
+        return self._decorate(FUNCTION, fn, options)
+
+    def executable_task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Make ``fn`` an executable task: its body returns the command line to run, and the
+        task's result is the command's stdout (or the stdout file's path with
+        ``capture_stdio=True``). The body runs once the task's dependencies resolved.
+
+        The command runs without a shell, split like a POSIX shell would
+        (``task_description={"shell": True}`` runs it whole in a shell); ``cwd`` and ``env``
+        come from ``task_description`` too. Options as for :meth:`function_task`.
+        """
+        return self._decorate(EXECUTABLE, fn, options)
+
+    def block(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Make ``fn`` (an ``async def``) a block: a composite workflow that runs on the
+        engine's event loop, can depend on and be depended on by tasks and other blocks, and
+        whose cancellation reaches every task called inside it.
+        """
+        return self._decorate(BLOCK, fn, options)
+
+    def _decorate(self, kind: str, fn: Callable[..., Any] | None,
+                  options: dict[str, Any]) -> Any:
+        parsed = _options(kind, options)
+        if fn is None:
+            return lambda f: self._wrap(kind, f, parsed)
+        return self._wrap(kind, fn, parsed)
+
+    def _wrap(self, kind: str, fn: Callable[..., Any], options: TaskOptions) -> Task:
+        if not callable(fn):
+            raise TypeError(f"@{_DECORATOR[kind]} needs a function, got {fn!r}")
+        name = getattr(fn, "__name__", repr(fn))
+        is_coroutine = inspect.iscoroutinefunction(fn)
+        if kind == BLOCK and not is_coroutine:
+            raise TypeError(f"block {name!r} must be an `async def` function: blocks run on the "
+                            "engine's event loop")
+        default = _default_description(fn, name)
+        if default:
+            options = replace(options, description={**default, **options.description})
+        options = replace(options, is_coroutine=is_coroutine)
+        return Task(self, kind, fn, options)  # type: ignore[arg-type]
+
+
+_DECORATOR = {FUNCTION: "function_task", EXECUTABLE: "executable_task", BLOCK: "block"}
+_ALLOWED = {"backend", "retries", "timeout", "capture_stdio", "task_description"}
+
+
+def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
+    unknown = set(options) - _ALLOWED
+    if unknown:
+        raise TypeError(f"@{_DECORATOR[kind]} got unknown option(s) {sorted(unknown)}; it "
+                        f"accepts {sorted(_ALLOWED)}")
+    backend = options.get("backend")
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend= must be a backend name (str), not {backend!r}")
+    retries = options.get("retries", 0)
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries= must be a whole number >= 0, not {retries!r}")
+    timeout = options.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise ValueError(f"timeout= must be a positive number of seconds, not {timeout!r}")
+    description = options.get("task_description") or {}
+    if not isinstance(description, dict):
+        raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
+    return TaskOptions(backend=backend, retries=retries, timeout=timeout,
+                       capture_stdio=bool(options.get("capture_stdio", False)),
+                       description=description)
+
+
+def _default_description(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+    try:
+        parameter = inspect.signature(fn).parameters.get("task_description")
+    except (TypeError, ValueError):  # builtins without a signature
+        return {}
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return {}
+    if not isinstance(parameter.default, dict):
+        raise TypeError(f"task {name!r}: the default of its task_description parameter must be "
+                        f"a dict, not {type(parameter.default).__name__}")
+    return dict(parameter.default)

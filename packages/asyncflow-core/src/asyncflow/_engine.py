@@ -1,0 +1,500 @@
+"""The workflow engine: registers calls, tracks dependencies, feeds backends, settles futures.
+
+Scheduling is driven by events only. A call registers its task synchronously; a task whose
+dependencies are all done is *released*: its arguments are resolved and its spec joins the
+batch of its backend; one ``submit`` per backend per loop iteration sends the batches. A
+backend's report settles the task's future and releases its dependents at once. There is no
+polling loop, no sleep and no timeout on this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import secrets
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from asyncflow import _deps, _plugins, _signals
+from asyncflow._decorators import DecoratorsMixin
+from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions, TaskRecord
+from asyncflow.backend import ExecutionBackend, TaskKind, TaskSpec, TaskState, TaskUpdate
+from asyncflow.errors import (
+    BackendError,
+    CapabilityError,
+    DependencyFailureError,
+    EngineClosedError,
+)
+
+__all__ = ["WorkflowEngine"]
+
+log = logging.getLogger("asyncflow.engine")
+
+# The block whose body is running, so tasks called inside it become its members.
+_current_block: contextvars.ContextVar[TaskRecord | None] = contextvars.ContextVar(
+    "asyncflow_block", default=None)
+
+_SPEC_KEYS = ("shell", "cwd", "env")  # task_description keys the engine turns into TaskSpec fields
+
+
+class WorkflowEngine(DecoratorsMixin):
+    """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
+    or ``async with WorkflowEngine.create(...) as flow``; close it with ``await flow.shutdown()``.
+    """
+
+    def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
+                 uid: str | None = None, work_dir: str | Path | None = None,
+                 dry_run: bool = False, shutdown_timeout: float = 30.0) -> None:
+        if not isinstance(backends, Mapping):
+            named: dict[str, ExecutionBackend] = {}
+            for backend in backends:
+                if backend.name in named:
+                    raise ValueError(f"two backends are named {backend.name!r}: "
+                                     f"{named[backend.name]!r} and {backend!r}")
+                named[backend.name] = backend
+            backends = named
+        if not backends:
+            raise ValueError("WorkflowEngine needs at least one backend")
+        self.loop = asyncio.get_running_loop()
+        self.uid = uid or f"asyncflow.session.{secrets.token_hex(4)}"
+        self.work_dir = Path(work_dir) if work_dir is not None else Path.cwd()
+        self.dry_run = dry_run
+        self.shutdown_timeout = shutdown_timeout
+        self.backends: dict[str, ExecutionBackend] = dict(backends)
+        """The backends by routing name; the first is the default."""
+        self.default_backend = next(iter(self.backends))
+        self.backend = self.backends[self.default_backend]
+        self._records: dict[str, TaskRecord] = {}  # every task and block not finished yet
+        self._counters = {FUNCTION: 0, EXECUTABLE: 0, BLOCK: 0}
+        self._batches: dict[ExecutionBackend, list[TaskSpec]] = {}
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
+        self._closing: asyncio.Future[None] | None = None
+        self._observers = _plugins.Observers(_plugins.plugin_manager())
+
+    # -- creation and shutdown -------------------------------------------------------------
+
+    @classmethod
+    async def create(cls, backend: str | ExecutionBackend | Sequence[str | ExecutionBackend]
+                     | None = None, *, dry_run: bool = False, uid: str | None = None,
+                     work_dir: str | Path | None = None, config: str | Path | None = None,
+                     **options: Any) -> Self:
+        """Build an engine, start its backends, and return it.
+
+        ``backend`` is a backend instance, a registered name (``"dask"``; ``options`` are then
+        that backend's keyword options), or a list of them (the first is the default; tasks
+        route to others with ``backend="name"``). Without it, the configuration decides
+        (see the docs' Configuration page); with nothing configured it is ``concurrent``.
+        ``dry_run=True`` replaces every backend with ``noop``: nothing is executed.
+        """
+        from asyncflow._config import resolve_backends
+
+        backends = resolve_backends(backend, options, config=config, dry_run=dry_run)
+        engine = cls(backends, uid=uid, work_dir=work_dir, dry_run=dry_run)
+        await engine._start()
+        return engine
+
+    async def _start(self) -> None:
+        run_dir = self.work_dir / self.uid
+        started: list[ExecutionBackend] = []
+        try:
+            for backend in self.backends.values():
+                backend.attach(self._on_update, self.loop)
+                if backend.work_dir is None:
+                    backend.work_dir = run_dir
+                await backend.open()
+                started.append(backend)
+        except BaseException:
+            await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
+            raise
+        _signals.install(self)
+        if self._observers.engine_started:
+            self._observers.call(self._observers.engine_started, engine=self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.shutdown()
+
+    async def shutdown(self, *, skip_execution_backend: bool = False,
+                       error: BaseException | None = None) -> None:
+        """Cancel every unfinished task and block, close the backends, refuse new work.
+
+        Idempotent, safe to call concurrently and from inside a task or block: the work runs
+        in its own task, which the caller's cancellation does not interrupt.
+        """
+        if self._closing is None:
+            self._closing = self.loop.create_task(
+                self._shutdown(skip_execution_backend, error), name=f"{self.uid} shutdown")
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self, skip_backends: bool, error: BaseException | None) -> None:
+        for record in list(self._records.values()):
+            self._cancel(record, "the workflow engine is shutting down")
+        # Block bodies and executable commands finish their cancellation; submits finish.
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.shutdown_timeout)
+            for task in late:
+                log.error("%s did not finish within %ss of shutdown", task, self.shutdown_timeout)
+        if not skip_backends:
+            closes = [self.loop.create_task(b.close()) for b in self.backends.values()]
+            done, late = await asyncio.wait(closes, timeout=self.shutdown_timeout)
+            for task in done:
+                if task.exception() is not None:
+                    log.error("backend shutdown failed", exc_info=task.exception())
+            for task in late:
+                task.cancel()
+                log.error("a backend did not shut down within %ss", self.shutdown_timeout)
+        _signals.uninstall(self)
+        if self._observers.engine_stopped:
+            self._observers.call(self._observers.engine_stopped, engine=self, error=error)
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`shutdown` has begun."""
+        return self._closing is not None
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for record in self._records.values():
+            counts[record.state] = counts.get(record.state, 0) + 1
+        state = "closed" if self.closed else "open"
+        detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
+        return f"<WorkflowEngine {self.uid} {state} backends={list(self.backends)} {detail}>"
+
+    # -- registration: a call becomes a record ---------------------------------------------
+
+    def _register(self, kind: str, fn: Callable[..., Any], name: str, options: TaskOptions,
+                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskFuture[Any]:
+        if self._closing is not None:
+            raise EngineClosedError(f"cannot run {name!r}: workflow engine {self.uid} is shut "
+                                    "down")
+        self._counters[kind] += 1
+        prefix = "block" if kind == BLOCK else "task"
+        uid = f"{prefix}.{self._counters[kind]:06d}"
+        block = _current_block.get()
+        if block is not None and block.engine is not self:
+            block = None
+        record = TaskRecord(self, uid, name, kind, fn, args, kwargs, options, block)
+        self._records[uid] = record
+        if block is not None:
+            assert block.members is not None
+            block.members.add(record.future)
+        self._link(record)
+        return record.future
+
+    def _link(self, record: TaskRecord) -> None:
+        """Count the record's unfinished dependencies; release it now if there are none."""
+        seen: set[int] = set()
+        failed: list[TaskFuture[Any]] = []
+        cancelled = False
+        try:
+            deps = list(_deps.futures_in(record.args, record.kwargs))
+        except TypeError as exc:
+            self._finish(record, TaskState.FAILED, error=TypeError(f"task {record.name!r}: {exc}"))
+            return
+        for dep in deps:
+            if id(dep) in seen:
+                continue
+            seen.add(id(dep))
+            record.has_futures = True
+            if dep.get_loop() is not self.loop:
+                self._finish(record, TaskState.FAILED, error=ValueError(
+                    f"task {record.name!r} ({record.uid}): argument {dep!r} belongs to another "
+                    "event loop; futures cannot cross event loops"))
+                return
+            if dep.done():
+                if dep.cancelled():
+                    cancelled = True
+                elif dep.exception() is not None:
+                    failed.append(dep)
+                continue
+            record.waiting += 1
+            upstream = dep._record
+            if upstream is not None and upstream.engine is self:
+                upstream.dependents.append(record)
+            else:  # a future of another engine: hear about it through asyncio
+                dep.add_done_callback(lambda f, r=record: self._upstream_done(r, f))
+        if cancelled:
+            self._finish(record, TaskState.CANCELLED)
+        elif failed:
+            self._fail_dependency(record, failed[0])
+        elif record.waiting == 0:
+            self._release(record)
+
+    def _upstream_done(self, record: TaskRecord, dep: TaskFuture[Any]) -> None:
+        if record.state.is_terminal:
+            return
+        if dep.cancelled():
+            self._finish(record, TaskState.CANCELLED)
+        elif dep.exception() is not None:
+            self._fail_dependency(record, dep)
+        else:
+            record.waiting -= 1
+            if record.waiting == 0:
+                self._release(record)
+
+    def _fail_dependency(self, record: TaskRecord, dep: TaskFuture[Any]) -> None:
+        cause = dep.exception()
+        root_task = f"{dep.name!r} ({dep.uid})"
+        if isinstance(cause, DependencyFailureError):  # report the task that failed first
+            root_task = cause.root_task or root_task
+            cause = cause.root_cause
+        error = DependencyFailureError(
+            f"Cannot execute {record.name!r} ({record.uid}) due to dependency failure: "
+            f"{root_task} failed with {type(cause).__name__}: {cause}",
+            failed_dependencies=[dep.name], root_cause=cause, root_task=root_task)
+        self._finish(record, TaskState.FAILED, error=error)
+
+    # -- release: a record with all dependencies done goes to its backend ------------------
+
+    def _release(self, record: TaskRecord) -> None:
+        if record.has_futures:
+            record.args = _deps.resolve(record.args)
+            record.kwargs = _deps.resolve(record.kwargs)
+        if record.kind == BLOCK:
+            record.body = self._spawn(self._run_block(record), record.uid)
+            self._set_state(record, TaskState.RUNNING)
+        elif record.kind == EXECUTABLE:
+            record.body = self._spawn(self._build_command(record), record.uid)
+        else:
+            self._enqueue(record)
+
+    async def _run_block(self, record: TaskRecord) -> None:
+        _current_block.set(record)  # this task runs in its own copy of the context
+        try:
+            value = await record.fn(*record.args, **record.kwargs)
+        except asyncio.CancelledError:
+            self._finish(record, TaskState.CANCELLED)
+            raise
+        except Exception as exc:
+            self._finish(record, TaskState.FAILED, error=exc)
+        else:
+            self._finish(record, TaskState.DONE, value)
+
+    async def _build_command(self, record: TaskRecord) -> None:
+        # The body runs after its dependencies resolved, so the command can use their values.
+        try:
+            command = record.fn(*record.args, **record.kwargs)
+            if asyncio.iscoroutine(command):
+                command = await command
+            if not isinstance(command, str) or not command.strip():
+                raise ValueError(f"executable task {record.name!r} must return a non-empty "
+                                 f"command string, not {command!r}")
+        except asyncio.CancelledError:
+            self._finish(record, TaskState.CANCELLED)
+            raise
+        except Exception as exc:
+            self._finish(record, TaskState.FAILED, error=exc)
+        else:
+            record.body = None
+            record.command = command
+            self._enqueue(record)
+
+    def _enqueue(self, record: TaskRecord) -> None:
+        try:
+            backend = self._backend_for(record)
+            record.spec = self._spec(record, backend)
+        except Exception as exc:
+            self._finish(record, TaskState.FAILED, error=exc)
+            return
+        batch = self._batches.get(backend)
+        if batch is None:
+            self._batches[backend] = batch = []
+        batch.append(record.spec)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
+        backend = record.executor
+        if backend is None:
+            name = record.options.backend
+            if name is None:
+                name, backend = self.default_backend, self.backend
+            else:
+                try:
+                    backend = self.backends[name]
+                except KeyError:
+                    raise LookupError(
+                        f"task {record.name!r} ({record.uid}) asks for backend {name!r}, but "
+                        f"this engine has {', '.join(map(repr, self.backends))}") from None
+            record.executor = backend
+            record.backend = name
+        return backend
+
+    def _spec(self, record: TaskRecord, backend: ExecutionBackend) -> TaskSpec:
+        options = record.options
+        desc = options.description
+        caps = backend.capabilities
+        kind = TaskKind.EXECUTABLE if record.kind == EXECUTABLE else TaskKind.FUNCTION
+        missing = caps.missing(
+            function_tasks=kind is TaskKind.FUNCTION,
+            executable_tasks=kind is TaskKind.EXECUTABLE,
+            capture_stdio=options.capture_stdio and kind is TaskKind.EXECUTABLE,
+            timeouts=options.timeout is not None,
+        )
+        if missing:
+            raise CapabilityError(
+                f"task {record.name!r} ({record.uid}) needs {' and '.join(missing)}, which "
+                f"backend {backend.name!r} ({type(backend).__name__}) does not provide")
+        if kind is TaskKind.FUNCTION:
+            return TaskSpec(record.uid, record.name, kind, record.fn, record.args,
+                            record.kwargs, description=desc, timeout=options.timeout,
+                            attempt=record.attempt, is_coroutine=options.is_coroutine)
+        command = record.command
+        assert command is not None
+        shell = bool(desc.get("shell", False))
+        stdout = stderr = None
+        if options.capture_stdio:
+            run_dir = backend.work_dir or self.work_dir / self.uid
+            stdout, stderr = run_dir / f"{record.uid}.stdout", run_dir / f"{record.uid}.stderr"
+        extra = {k: v for k, v in desc.items() if k not in _SPEC_KEYS}
+        return TaskSpec(record.uid, record.name, kind, command=command if shell
+                        else tuple(shlex.split(command)), shell=shell, description=extra,
+                        env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
+                        stderr=stderr, timeout=options.timeout, attempt=record.attempt)
+
+    def _flush(self) -> None:
+        """Send each backend its batch of ready tasks: one submit per backend per iteration."""
+        self._flush_scheduled = False
+        batches, self._batches = self._batches, {}
+        for backend, specs in batches.items():
+            self._spawn(self._submit(backend, specs), f"submit to {backend.name}")
+
+    async def _submit(self, backend: ExecutionBackend, specs: list[TaskSpec]) -> None:
+        try:
+            await backend.submit(specs)
+        except Exception as exc:  # the batch fails, the engine goes on
+            for spec in specs:
+                record = self._records.get(spec.uid)
+                if record is not None and record.spec is spec:
+                    error = BackendError(f"backend {backend.name!r} failed to submit task "
+                                         f"{spec.name!r} ({spec.uid}): {type(exc).__name__}: "
+                                         f"{exc}")
+                    error.__cause__ = exc
+                    self._finish(record, TaskState.FAILED, error=error)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- reports: backends tell what happened ----------------------------------------------
+
+    def _on_update(self, update: TaskUpdate) -> None:
+        record = self._records.get(update.uid)
+        if record is None or record.spec is None:
+            log.debug("ignoring a report for %s, which is not in flight: %s", update.uid,
+                      update.state)
+            return
+        state = update.state
+        if state is TaskState.RUNNING:
+            if record.state is TaskState.PENDING:
+                self._set_state(record, TaskState.RUNNING)
+        elif state is TaskState.DONE:
+            self._finish(record, TaskState.DONE, update.value)
+        elif state is TaskState.FAILED:
+            if record.attempt <= record.options.retries:
+                self._retry(record, update.error)
+            else:
+                self._finish(record, TaskState.FAILED, error=update.error)
+        elif state is TaskState.CANCELLED:
+            self._finish(record, TaskState.CANCELLED)
+
+    def _retry(self, record: TaskRecord, error: BaseException | None) -> None:
+        log.info("task %s (%s) failed on attempt %d (%r); retrying", record.name, record.uid,
+                 record.attempt, error)
+        record.attempt += 1
+        self._set_state(record, TaskState.PENDING)
+        record.spec = None
+        self._enqueue(record)
+
+    # -- state changes ---------------------------------------------------------------------
+
+    def _set_state(self, record: TaskRecord, new: TaskState) -> None:
+        old = record.state
+        record.state = new
+        record.future.state = new
+        if self._observers.task_state_changed:
+            self._observers.call(self._observers.task_state_changed, engine=self, task=record,
+                                 old=old, new=new)
+
+    def _finish(self, record: TaskRecord, state: TaskState, value: Any = None,
+                error: BaseException | None = None) -> None:
+        """Settle a record's future, forget the record, and release its dependents."""
+        if record.state.is_terminal:
+            return
+        self._set_state(record, state)
+        self._records.pop(record.uid, None)
+        future = record.future
+        future._record = None
+        if state is TaskState.DONE:
+            future.set_result(value)
+        elif state is TaskState.FAILED:
+            future.set_exception(error if error is not None else BackendError(
+                f"task {record.name!r} ({record.uid}) failed without an error"))
+        else:
+            asyncio.Future.cancel(future)
+        if state is TaskState.CANCELLED and record.members:
+            for member in list(record.members):  # a cancelled block takes its members along
+                member.cancel()
+        dependents, record.dependents = record.dependents, []
+        for dependent in dependents:
+            if dependent.state.is_terminal:
+                continue
+            if state is TaskState.DONE:
+                dependent.waiting -= 1
+                if dependent.waiting == 0:
+                    self._release(dependent)
+            elif state is TaskState.FAILED:
+                self._fail_dependency(dependent, future)
+            else:
+                self._finish(dependent, TaskState.CANCELLED)
+        if record.block is not None:
+            parent = self._records.get(record.block)
+            if parent is not None and parent.members is not None:
+                parent.members.discard(future)
+        record.args = record.kwargs = ()  # type: ignore[assignment]
+
+    def _cancel(self, record: TaskRecord, msg: Any = None) -> bool:
+        """What ``TaskFuture.cancel()`` does for a task that has not finished."""
+        if record.kind == BLOCK and record.body is not None and not record.body.done():
+            for member in list(record.members or ()):
+                member.cancel(msg)
+            record.body.cancel(msg)  # the body's end settles the block as CANCELLED
+            return True
+        if record.body is not None and not record.body.done():
+            record.body.cancel(msg)
+        spec, backend = record.spec, record.executor
+        self._finish(record, TaskState.CANCELLED)
+        if spec is not None and backend is not None and not backend.closed:
+            self._spawn(self._cancel_in_backend(backend, spec.uid), f"cancel {spec.uid}")
+        return True
+
+    async def _cancel_in_backend(self, backend: ExecutionBackend, uid: str) -> None:
+        try:
+            await backend.cancel(uid)
+        except Exception:
+            log.exception("backend %r failed to cancel %s", backend.name, uid)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def tasks(self) -> Iterable[TaskRecord]:
+        """The records of every task and block that has not finished."""
+        return list(self._records.values())
+
+    def counts(self) -> Mapping[str, int]:
+        """How many unfinished tasks are in each state."""
+        counts: dict[str, int] = {}
+        for record in self._records.values():
+            counts[record.state] = counts.get(record.state, 0) + 1
+        return counts

@@ -1,0 +1,144 @@
+"""The plugin manager: built lazily, once, from the ``asyncflow`` entry-point group.
+
+Set-up order (pluggy's host recipe): hookspecs -> the built-in plugin (the ``noop`` backend,
+through the same hook as everyone else) -> entry points, one at a time so a broken plugin is
+reported with its distribution instead of breaking the others -> ``check_pending()``.
+
+Environment:
+    ``ASYNCFLOW_DISABLE_PLUGINS=a,b``      do not load these entry points
+    ``ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD=1`` load no entry point at all (hermetic runs)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from asyncflow import hookspecs
+from asyncflow.errors import PluginLoadError
+from asyncflow.registry import BackendInfo, BackendRegistry
+
+__all__ = ["Observers", "hookimpl", "plugin_manager", "registry"]
+
+log = logging.getLogger("asyncflow.plugins")
+
+hookimpl = pluggy.HookimplMarker("asyncflow")
+"""Marker for hook implementations in plugins: ``@asyncflow.hookimpl``."""
+
+GROUP = "asyncflow"
+
+_lock = threading.Lock()
+_pm: pluggy.PluginManager | None = None
+_registry: BackendRegistry | None = None
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first use."""
+    if _pm is None:
+        _build()
+    assert _pm is not None
+    return _pm
+
+
+def registry() -> BackendRegistry:
+    """The process-wide backend registry, filled by every plugin on first use."""
+    if _registry is None:
+        _build()
+    assert _registry is not None
+    return _registry
+
+
+def register(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object (a module or an instance with hook implementations) now.
+
+    Its ``asyncflow_register_backends`` runs at once, since that hook is historic.
+    """
+    pm = plugin_manager()
+    _reject_coroutines(plugin, name)
+    pm.register(plugin, name=name)
+    pm.check_pending()
+
+
+def _build() -> None:
+    global _pm, _registry
+    with _lock:
+        if _pm is not None:
+            return
+        pm = pluggy.PluginManager(GROUP)
+        pm.add_hookspecs(hookspecs)
+        reg = BackendRegistry()
+        pm.hook.asyncflow_register_backends.call_historic(kwargs={"registry": reg})
+        from asyncflow import _noop
+
+        pm.register(_noop, name="asyncflow.noop")
+        if not os.environ.get("ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD"):
+            _load_entry_points(pm, reg)
+        pm.check_pending()
+        _registry, _pm = reg, pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager, reg: BackendRegistry) -> None:
+    blocked = {n.strip() for n in os.environ.get("ASYNCFLOW_DISABLE_PLUGINS", "").split(",")}
+    for ep in metadata.entry_points(group=GROUP):
+        if ep.name in blocked or pm.is_registered(ep.name) or pm.has_plugin(ep.name):
+            continue
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        try:
+            plugin = ep.load()
+            _reject_coroutines(plugin, ep.name)
+        except Exception as exc:  # a broken plugin must not break the others
+            where = f"distribution {dist} {version}" if dist else f"entry point {ep.value}"
+            error = PluginLoadError(f"asyncflow plugin {ep.name!r} from {where} failed to "
+                                    f"import: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            log.warning("%s", error)
+            reg._by_name.setdefault(ep.name, BackendInfo(ep.name, ep.value, (), dist, version,
+                                                          error))
+            continue
+        reg._current = (dist, version)
+        try:
+            pm.register(plugin, name=ep.name)
+        finally:
+            reg._current = (None, None)
+
+
+def _reject_coroutines(plugin: object, name: str | None) -> None:
+    for attr in dir(plugin):
+        if attr.startswith("asyncflow_") and inspect.iscoroutinefunction(getattr(plugin, attr)):
+            raise PluginLoadError(f"plugin {name or plugin!r}: hook {attr} is `async def`; "
+                                  "hooks must be plain functions (buffer I/O yourself)")
+
+
+class Observers:
+    """The observer hooks' implementations, resolved once per engine.
+
+    The engine checks ``if observers.task_state_changed:`` before building arguments, so an
+    unused hook costs one truth test. A failing observer is logged and the run goes on.
+    """
+
+    __slots__ = ("engine_started", "engine_stopped", "task_state_changed")
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        for hook in self.__slots__:
+            caller = getattr(pm.hook, f"asyncflow_{hook}")
+            impls = [(i.plugin_name, i.function, tuple(i.argnames))
+                     for i in reversed(caller.get_hookimpls())]
+            setattr(self, hook, impls)
+
+    @staticmethod
+    def call(impls: list[tuple[str, Callable[..., Any], tuple[str, ...]]],
+             **kwargs: Any) -> None:
+        for plugin, function, argnames in impls:
+            try:
+                function(*[kwargs[a] for a in argnames])
+            except Exception:
+                log.exception("asyncflow plugin %r failed in %s; the workflow goes on",
+                              plugin, function.__name__)

@@ -1,0 +1,100 @@
+"""A task's future (what users hold) and its record (what the engine tracks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from asyncflow.backend import TaskState
+
+if TYPE_CHECKING:
+    from asyncflow._engine import WorkflowEngine
+    from asyncflow.backend import ExecutionBackend
+
+T = TypeVar("T")
+
+FUNCTION, EXECUTABLE, BLOCK = "function", "executable", "block"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Decorator options, fixed when the task is defined."""
+
+    backend: str | None = None
+    retries: int = 0
+    timeout: float | None = None
+    capture_stdio: bool = False
+    is_coroutine: bool = False
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskFuture(asyncio.Future[T], Generic[T]):
+    """The future a task or block call returns at once.
+
+    Await it for the result. ``uid``, ``name`` and ``state`` (``PENDING``, ``RUNNING``,
+    ``DONE``, ``FAILED``, ``CANCELLED``) describe the task. ``cancel()`` stops a pending task
+    at once, asks the backend to stop a running one, and cancels a block's body and members.
+    """
+
+    # The record is dropped when the task finishes, so finished futures hold no engine state.
+    _record: TaskRecord | None
+    uid: str
+    name: str
+    state: TaskState
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        record = self._record
+        if record is None or self.done():
+            return super().cancel(msg)
+        return record.engine._cancel(record, msg)
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture {self.uid} {self.name!r} {self.state}>"
+
+
+class TaskRecord:
+    """The engine's bookkeeping for one task or block, alive until it finishes.
+
+    Observer hooks receive it: ``uid``, ``name``, ``kind``, ``state``, ``attempt``,
+    ``backend`` (its name), ``block`` (the uid of the enclosing block, if any).
+    """
+
+    __slots__ = (
+        "args", "attempt", "backend", "block", "body", "command", "dependents", "engine", "executor",
+        "fn", "future", "has_futures", "kind", "kwargs", "members", "name", "options",
+        "spec", "state", "uid", "waiting",
+    )
+
+    def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
+                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 options: TaskOptions, block: TaskRecord | None) -> None:
+        self.engine = engine
+        self.uid = uid
+        self.name = name
+        self.kind = kind
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.options = options
+        self.block = block.uid if block is not None else None
+        self.state = TaskState.PENDING
+        self.attempt = 1
+        self.waiting = 0  # dependencies not finished yet
+        self.has_futures = False
+        self.dependents: list[TaskRecord] = []  # records of this engine waiting on this one
+        self.members: set[TaskFuture[Any]] | None = set() if kind == BLOCK else None
+        self.body: asyncio.Task[Any] | None = None  # a block's body, an executable's command
+        self.executor: ExecutionBackend | None = None
+        self.backend: str | None = None
+        self.spec: Any = None  # the TaskSpec in flight, once submitted
+        self.command: str | None = None  # an executable's command, once its body returned
+        self.future: TaskFuture[Any] = TaskFuture(loop=engine.loop)
+        self.future._record = self
+        self.future.uid = uid
+        self.future.name = name
+        self.future.state = TaskState.PENDING
+
+    def __repr__(self) -> str:
+        return f"<TaskRecord {self.uid} {self.name!r} {self.state} attempt={self.attempt}>"

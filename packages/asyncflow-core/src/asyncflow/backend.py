@@ -1,0 +1,317 @@
+"""The execution-backend contract: where tasks run.
+
+A backend is a small asynchronous object with four methods and one way back to the engine.
+The engine builds a :class:`TaskSpec` for every task that is ready to run, hands batches of
+them to :meth:`ExecutionBackend.submit`, and learns what happened to each one from the
+:class:`TaskUpdate` objects the backend passes to :meth:`ExecutionBackend.report`.
+
+Life cycle of a backend, as the engine drives it:
+
+1. ``__init__(**options)``: keyword-only, typed options; nothing is started here.
+2. ``await start()``: acquire resources (pools, clusters, pilots). Called once.
+3. ``await submit(tasks)``: any number of times, with batches of ready tasks.
+4. ``await cancel(uid)``: best effort; ``True`` if the backend will stop the task.
+5. ``await shutdown()``: release everything; work still in flight is cancelled. Called once.
+
+Users start a backend with ``await backend`` or ``async with backend``; the engine starts one
+it is given if that has not happened yet. ``open()`` and ``close()`` are the idempotent,
+concurrency-safe wrappers the framework calls, so ``start`` and ``shutdown`` run at most once.
+
+For every task it accepts, a backend reports ``RUNNING`` when the body starts (optional but
+expected) and then exactly one terminal update: ``DONE`` with the value, ``FAILED`` with the
+exception, or ``CANCELED``. A second terminal update for one task is a contract violation, and
+the conformance kit in :mod:`asyncflow.testing` catches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+__all__ = [
+    "Capabilities",
+    "ExecutionBackend",
+    "TaskKind",
+    "TaskSpec",
+    "TaskState",
+    "TaskUpdate",
+]
+
+
+class TaskState(enum.StrEnum):
+    """The state of a task; a ``TaskFuture.state`` is one of these (they compare equal to str)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class TaskKind(enum.StrEnum):
+    """What a backend is asked to run."""
+
+    FUNCTION = "function"  #: call ``spec.function(*spec.args, **spec.kwargs)``
+    EXECUTABLE = "executable"  #: run ``spec.command``; the result is its stdout
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do. The engine refuses, on that task's future and before submission,
+    a task that needs a capability its backend does not declare.
+    """
+
+    function_tasks: bool = True
+    """Runs Python callables (sync ``def`` and ``async def``)."""
+    executable_tasks: bool = False
+    """Runs commands (argv, or a shell string when ``spec.shell``)."""
+    cancel_running: bool = False
+    """Can stop a task whose body has started (not just one still queued)."""
+    capture_stdio: bool = False
+    """Writes stdout/stderr of executables to ``spec.stdout``/``spec.stderr`` files."""
+    timeouts: bool = False
+    """Enforces ``spec.timeout`` by stopping the task and failing it with ``TaskTimeoutError``."""
+    file_staging: bool = False
+    """Honours ``InputFile``/``OutputFile`` arguments by staging files between tasks."""
+    resources: bool = False
+    """Honours per-task resources in ``spec.description`` (ranks, cores, gpus, ...)."""
+    remote_workers: bool = False
+    """Runs tasks outside this process's machine; arguments and results are serialized."""
+
+    def missing(self, **needed: bool) -> list[str]:
+        """Names among ``needed`` that are requested (``True``) but not provided."""
+        return [name for name, wanted in needed.items() if wanted and not getattr(self, name)]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """An immutable description of one task attempt, built by the engine for a backend.
+
+    It is not the user's future and not shared mutable state: a backend reads it and reports
+    back through :meth:`ExecutionBackend.report`.
+    """
+
+    uid: str
+    """Unique within the engine, e.g. ``task.000042``; the key of every report."""
+    name: str
+    """The task function's name, for messages."""
+    kind: TaskKind
+    function: Callable[..., Any] | None = None
+    """For function tasks: the body. It may be ``async def`` (see :attr:`is_coroutine`)."""
+    args: tuple[Any, ...] = ()
+    """Arguments with every upstream future replaced by its value."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    command: tuple[str, ...] | str | None = None
+    """For executable tasks: argv, or the whole string when :attr:`shell` is set."""
+    shell: bool = False
+    description: Mapping[str, Any] = field(default_factory=dict)
+    """The merged ``task_description``: backend-specific resources and options."""
+    env: Mapping[str, str] | None = None
+    """Extra environment variables for executables (added to the backend's environment)."""
+    cwd: str | None = None
+    stdout: Path | None = None
+    """Where to write stdout when ``capture_stdio`` was asked for; the result is then this path."""
+    stderr: Path | None = None
+    timeout: float | None = None
+    """Seconds the body may run; the backend stops it and reports ``TaskTimeoutError``."""
+    attempt: int = 1
+    """1 for the first run, 2 for the first retry, ..."""
+    is_coroutine: bool = False
+    """``True`` when :attr:`function` is an ``async def`` function."""
+    input_files: tuple[Any, ...] = ()
+    """``InputFile`` objects found in the arguments (for backends that stage files)."""
+    output_files: tuple[Any, ...] = ()
+    """``OutputFile`` objects found in the arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """A backend's report about one task; build it with the class methods."""
+
+    uid: str
+    state: TaskState
+    value: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def running(cls, uid: str) -> TaskUpdate:
+        return cls(uid, TaskState.RUNNING)
+
+    @classmethod
+    def done(cls, uid: str, value: Any = None) -> TaskUpdate:
+        return cls(uid, TaskState.DONE, value)
+
+    @classmethod
+    def failed(cls, uid: str, error: BaseException) -> TaskUpdate:
+        return cls(uid, TaskState.FAILED, error=error)
+
+    @classmethod
+    def canceled(cls, uid: str) -> TaskUpdate:
+        return cls(uid, TaskState.CANCELLED)
+
+
+Sink = Callable[[TaskUpdate], None]
+
+
+class ExecutionBackend(ABC):
+    """Base class of every execution backend; subclass it and register the class with the
+    ``asyncflow_register_backends`` hook.
+
+    Subclasses declare :attr:`name` and :attr:`capabilities`, take their options as
+    keyword-only ``__init__`` parameters (call ``super().__init__()``), and implement
+    :meth:`start`, :meth:`submit`, :meth:`cancel` and :meth:`shutdown`.
+    """
+
+    name: ClassVar[str]
+    """Lower snake case; equal to the entry-point name of the plugin that provides it."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self) -> None:
+        self.work_dir: Path | None = None
+        """Set by the engine: a per-run folder for files the backend writes (captured stdio)."""
+        self._sink: Sink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._opening: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    # -- what subclasses implement ---------------------------------------------------------
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Acquire resources. Called once, on the engine's event loop, before any submit."""
+
+    @abstractmethod
+    async def submit(self, tasks: Sequence[TaskSpec]) -> None:
+        """Accept a batch of ready tasks and return promptly; report their fates later.
+
+        Raising here fails every task of the batch with that exception; nothing else breaks.
+        """
+
+    @abstractmethod
+    async def cancel(self, uid: str) -> bool:
+        """Stop the task ``uid`` if possible and report ``CANCELED`` for it.
+
+        Return ``True`` if the task will not run to completion, ``False`` if it is unknown,
+        already finished, or cannot be interrupted.
+        """
+
+    @abstractmethod
+    async def shutdown(self) -> None:
+        """Release every resource; tasks still in flight are cancelled. Called once."""
+
+    # -- the way back ----------------------------------------------------------------------
+
+    def report(self, update: TaskUpdate) -> None:
+        """Tell the engine about a task. Safe to call from any thread."""
+        sink = self._sink
+        if sink is None:
+            raise RuntimeError(f"{type(self).__name__}.report() called before the backend was "
+                               "attached to an engine")
+        if threading.get_ident() == self._loop_thread:
+            sink(update)
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(sink, update)
+
+    def attach(self, sink: Sink, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Route reports to ``sink`` on ``loop`` (the running loop by default).
+
+        The engine calls this; tests and tools that drive a backend directly may too.
+        """
+        self._sink = sink
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop_thread = _loop_thread_id(self._loop)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop reports are delivered on."""
+        if self._loop is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to an event loop")
+        return self._loop
+
+    # -- life cycle, idempotent ------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._opening is not None and self._opening.done() and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None
+
+    async def open(self) -> Self:
+        """Start the backend once; later and concurrent calls wait for the same start."""
+        if self._closing is not None:
+            raise RuntimeError(f"{type(self).__name__} has been shut down")
+        if self._opening is None:
+            if self._sink is None:
+                self.attach(_unattached_sink)
+            self._opening = asyncio.ensure_future(self.start())
+        await asyncio.shield(self._opening)
+        return self
+
+    async def close(self) -> None:
+        """Shut the backend down once; later and concurrent calls wait for the same shutdown."""
+        if self._closing is None:
+            if self._opening is None:  # never started: nothing to release
+                self._closing = asyncio.get_running_loop().create_future()
+                self._closing.set_result(None)
+            else:
+                self._closing = asyncio.ensure_future(self._close_after_start())
+        await asyncio.shield(self._closing)
+
+    async def _close_after_start(self) -> None:
+        assert self._opening is not None
+        try:
+            await self._opening
+        except BaseException:  # a start that failed still gets its shutdown to clean up
+            pass
+        await self.shutdown()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self.open().__await__()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "started" if self.started else "new"
+        return f"<{type(self).__name__} name={self.name!r} {state}>"
+
+
+def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:
+    # The loop runs in the calling thread when it is the running loop; a loop handed over
+    # from elsewhere records its thread on first use (asyncio keeps it private, hence getattr).
+    try:
+        if asyncio.get_running_loop() is loop:
+            return threading.get_ident()
+    except RuntimeError:
+        pass
+    return getattr(loop, "_thread_id", None)
+
+
+def _unattached_sink(update: TaskUpdate) -> None:
+    raise RuntimeError(f"report for {update.uid} with no engine attached")

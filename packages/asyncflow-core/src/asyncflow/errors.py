@@ -1,0 +1,118 @@
+"""Every exception AsyncFlow raises on purpose; each message names the task, key or file at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AsyncFlowError",
+    "BackendConflictError",
+    "BackendError",
+    "CapabilityError",
+    "ConfigError",
+    "DependencyFailureError",
+    "EngineClosedError",
+    "ExecutableFailedError",
+    "PluginLoadError",
+    "TaskTimeoutError",
+    "UnknownBackendError",
+    "WorkerLostError",
+]
+
+
+class AsyncFlowError(Exception):
+    """Base class of AsyncFlow's own errors."""
+
+
+class DependencyFailureError(AsyncFlowError):
+    """A task was not run because a task it depends on failed.
+
+    ``failed_dependencies`` names the direct dependencies that failed, ``root_task`` the task
+    that originally failed, and ``root_cause`` (also ``__cause__``) is that task's exception.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        failed_dependencies: Sequence[str] = (),
+        root_cause: BaseException | None = None,
+        root_task: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.failed_dependencies = list(failed_dependencies)
+        self.root_cause = root_cause
+        self.root_task = root_task
+        self.__cause__ = root_cause
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.failed_dependencies, self.root_cause,
+                             self.root_task))
+
+
+class ExecutableFailedError(AsyncFlowError):
+    """An executable task exited with a non-zero code."""
+
+    def __init__(self, task: str, command: object, exit_code: int, stderr: str = "") -> None:
+        self.task = task
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr = stderr
+        tail = stderr_tail(stderr)
+        detail = f"\nstderr (last lines):\n{tail}" if tail else " (stderr was empty)"
+        super().__init__(f"task {task!r}: command {command!r} exited with code {exit_code}"
+                         f"{detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task, self.command, self.exit_code, self.stderr))
+
+
+class TaskTimeoutError(AsyncFlowError, TimeoutError):
+    """A task ran longer than its ``timeout=`` and was stopped."""
+
+    def __init__(self, task: str, timeout: float, note: str = "") -> None:
+        self.task = task
+        self.timeout = timeout
+        super().__init__(f"task {task!r} exceeded its timeout of {timeout:g} s{note}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task, self.timeout))
+
+
+class WorkerLostError(AsyncFlowError):
+    """The process or machine running a task died before the task finished."""
+
+
+class EngineClosedError(AsyncFlowError, RuntimeError):
+    """The engine has been shut down and takes no new work."""
+
+
+class CapabilityError(AsyncFlowError, TypeError):
+    """A task needs something its backend cannot do (e.g. an executable on a function-only
+    backend)."""
+
+
+class BackendError(AsyncFlowError):
+    """A backend misbehaved (e.g. its ``submit`` raised); the affected tasks carry it."""
+
+
+class UnknownBackendError(AsyncFlowError, LookupError):
+    """No installed backend has this name."""
+
+
+class BackendConflictError(AsyncFlowError, RuntimeError):
+    """Two plugins claim the same backend name."""
+
+
+class PluginLoadError(AsyncFlowError, ImportError):
+    """A plugin's entry point could not be imported."""
+
+
+class ConfigError(AsyncFlowError, ValueError):
+    """A configuration file, variable or argument is invalid."""
+
+
+def stderr_tail(text: str, lines: int = 20, chars: int = 2000) -> str:
+    """The last ``lines`` lines of ``text`` (at most ``chars`` characters), for messages."""
+    tail = "\n".join(text.rstrip().splitlines()[-lines:])
+    return tail[-chars:]

@@ -1,0 +1,134 @@
+"""Running an executable task's command: shared by backends so they mean the same thing.
+
+``run`` (asyncio, on the engine's loop) and ``run_blocking`` (a worker thread or a remote
+worker) both start the command in a new process group, so cancelling or timing out kills the
+command and everything it started; both turn the outcome into the task's value or a
+precise error with :func:`outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from asyncflow.backend import TaskSpec
+from asyncflow.errors import ExecutableFailedError, TaskTimeoutError
+
+__all__ = ["outcome", "run", "run_blocking"]
+
+
+def _env(spec: TaskSpec) -> dict[str, str] | None:
+    if not spec.env:
+        return None
+    return {**os.environ, **{k: str(v) for k, v in spec.env.items()}}
+
+
+def _streams(spec: TaskSpec) -> tuple[IO[bytes] | int, IO[bytes] | int]:
+    if spec.stdout is None:
+        return subprocess.PIPE, subprocess.PIPE
+    Path(spec.stdout).parent.mkdir(parents=True, exist_ok=True)
+    assert spec.stderr is not None
+    return open(spec.stdout, "wb"), open(spec.stderr, "wb")  # noqa: SIM115 - closed by caller
+
+
+def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
+            stderr: bytes | str | None) -> Any:
+    """The task's value (stdout text, or the stdout path when captured), or raise
+    :class:`ExecutableFailedError` with the exit code and the tail of stderr."""
+    if spec.stdout is not None:
+        stdout = None
+        with contextlib.suppress(OSError):
+            stderr = Path(spec.stderr).read_bytes() if spec.stderr else b""  # type: ignore[arg-type]
+    out = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
+    err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
+    if returncode != 0:
+        raise ExecutableFailedError(spec.name, spec.command, returncode, err)
+    return str(spec.stdout) if spec.stdout is not None else out
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run(spec: TaskSpec) -> Any:
+    """Run ``spec.command`` as a child of this process, without blocking the loop.
+
+    Cancelling the calling task kills the command's process group; ``spec.timeout`` does the
+    same and raises :class:`TaskTimeoutError`.
+    """
+    out, err = _streams(spec)
+    try:
+        if spec.shell:
+            assert isinstance(spec.command, str)
+            proc = await asyncio.create_subprocess_shell(
+                spec.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=spec.cwd,
+                env=_env(spec), start_new_session=True)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.command or (), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                cwd=spec.cwd, env=_env(spec), start_new_session=True)
+    except OSError as exc:  # not found, not executable: what a shell reports as 127/126
+        _close(out, err)
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        raise ExecutableFailedError(spec.name, spec.command, code, str(exc)) from exc
+    try:
+        async with asyncio.timeout(spec.timeout):
+            stdout, stderr = await proc.communicate()
+    except TimeoutError:
+        _kill_group(proc.pid)
+        await proc.wait()
+        raise TaskTimeoutError(spec.name, spec.timeout or 0) from None
+    except BaseException:  # cancelled: take the whole process group down with us
+        _kill_group(proc.pid)
+        await asyncio.shield(proc.wait())
+        raise
+    finally:
+        _close(out, err)
+    _kill_group(proc.pid)  # anything the command left running in its group
+    assert proc.returncode is not None
+    return outcome(spec, proc.returncode, stdout, stderr)
+
+
+def run_blocking(spec: TaskSpec) -> Any:
+    """Run ``spec.command`` and wait for it in this thread (for worker threads and processes)."""
+    out, err = _streams(spec)
+    try:
+        proc = subprocess.Popen(
+            spec.command or (), shell=spec.shell, stdout=out, stderr=err,  # noqa: S603
+            stdin=subprocess.DEVNULL, cwd=spec.cwd, env=_env(spec), start_new_session=True)
+    except OSError as exc:
+        _close(out, err)
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        raise ExecutableFailedError(spec.name, spec.command, code, str(exc)) from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=spec.timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise TaskTimeoutError(spec.name, spec.timeout or 0) from None
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    finally:
+        _close(out, err)
+    _kill_group(proc.pid)
+    return outcome(spec, proc.returncode, stdout, stderr)
+
+
+def _close(*streams: IO[bytes] | int) -> None:
+    for stream in streams:
+        if not isinstance(stream, int):
+            stream.close()
+
+
+def environment(spec: TaskSpec) -> Mapping[str, str] | None:
+    """The full environment an executable runs with (``None``: this process's)."""
+    return _env(spec)

@@ -1,0 +1,82 @@
+"""Hook specifications: what a plugin can implement.
+
+A plugin is a module (usually ``<package>/hooks.py``) named by an entry point in the
+``asyncflow`` group, whose functions are marked with :data:`asyncflow.hookimpl`::
+
+    [project.entry-points.asyncflow]
+    dask = "asyncflow_dask.hooks"
+
+Implementations may accept any subset of a hook's arguments. Observer hooks are synchronous
+and fire-and-forget: they cannot stall or break the engine (exceptions are logged with the
+plugin's name). Control over tasks (submit, cancel, shutdown) never goes through hooks; it is
+the :class:`asyncflow.ExecutionBackend` contract.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from asyncflow._engine import TaskRecord, WorkflowEngine
+    from asyncflow.backend import TaskState
+    from asyncflow.registry import BackendRegistry
+
+__all__ = [
+    "asyncflow_engine_started",
+    "asyncflow_engine_stopped",
+    "asyncflow_register_backends",
+    "asyncflow_task_state_changed",
+]
+
+_spec = pluggy.HookspecMarker("asyncflow")
+
+# -- registration -------------------------------------------------------------------------
+
+
+@_spec(historic=True)
+def asyncflow_register_backends(registry: BackendRegistry) -> None:
+    """Register backend classes: ``registry.add(MyBackend, aliases=("mine",))``.
+
+    Called once per plugin when the registry is first needed, and at once for a plugin
+    registered later (the hook is historic). The built-in ``noop`` backend registers here too.
+
+    :param registry: the process-wide :class:`~asyncflow.registry.BackendRegistry`.
+    """
+
+
+# -- observation --------------------------------------------------------------------------
+
+
+@_spec
+def asyncflow_engine_started(engine: WorkflowEngine) -> None:
+    """Called when an engine has started its backends and accepts tasks.
+
+    :param engine: the engine.
+    """
+
+
+@_spec
+def asyncflow_task_state_changed(
+    engine: WorkflowEngine, task: TaskRecord, old: TaskState, new: TaskState
+) -> None:
+    """Called on the event loop each time a task or block changes state.
+
+    Every task goes PENDING -> (RUNNING) -> DONE | FAILED | CANCELLED; a retried task goes
+    from RUNNING back to PENDING with ``task.attempt`` increased.
+
+    :param engine: the engine the task belongs to.
+    :param task: the task's record (``uid``, ``name``, ``kind``, ``backend``, ``attempt``...).
+    :param old: the previous state.
+    :param new: the new state.
+    """
+
+
+@_spec
+def asyncflow_engine_stopped(engine: WorkflowEngine, error: BaseException | None) -> None:
+    """Called once when an engine has shut down and released its backends.
+
+    :param engine: the engine.
+    :param error: what made it stop (a signal's ``KeyboardInterrupt``...), or ``None``.
+    """
