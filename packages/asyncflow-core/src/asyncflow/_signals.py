@@ -9,6 +9,7 @@ handler in place: Ctrl-C still ends in KeyboardInterrupt, SIGTERM still terminat
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,27 @@ def _restore() -> None:
         signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
     _previous.clear()
     _loop = None
+
+
+def _forget_in_child() -> None:
+    # A forked child (a fork-context process-pool worker, os.fork() in a task body) inherits
+    # these handlers and the loop's wakeup fd: a SIGTERM sent to it would be written into the
+    # parent's loop, shutting the parent's engines down, and would never end the child.
+    # The child gets back the handlers the process had before any engine started.
+    global _loop
+    if not _previous:
+        return
+    signal.set_wakeup_fd(-1)
+    for sig, previous in _previous.items():
+        signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+    _previous.clear()
+    _engines.clear()
+    _stopping.clear()
+    _loop = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _on_signal(sig: int) -> None:
