@@ -8,6 +8,7 @@ __all__ = [
     "AsyncFlowError",
     "BackendConflictError",
     "BackendError",
+    "BackendOptionError",
     "CapabilityError",
     "ConfigError",
     "DependencyFailureError",
@@ -110,6 +111,11 @@ class PluginLoadError(AsyncFlowError, ImportError):
 
 class ConfigError(AsyncFlowError, ValueError):
     """A configuration file, variable or argument is invalid."""
+
+
+class BackendOptionError(ConfigError, TypeError):
+    """A backend was given an option its constructor does not take, or a value of the wrong
+    type. A ``TypeError`` (as Python raises for an unknown keyword) and a ``ConfigError``."""
 
 
 def stderr_tail(text: str, lines: int = 20, chars: int = 2000) -> str:
