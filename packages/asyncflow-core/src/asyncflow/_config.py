@@ -123,8 +123,18 @@ def build(name: str, options: Mapping[str, Any],
           sources: Mapping[str, str] | None = None) -> ExecutionBackend:
     """An instance of the backend registered as ``name``, with its keyword ``options``.
 
-    ``sources`` says where each option came from; options from configuration (any source
-    but :data:`CREATE`) are also checked against the constructor's type annotations.
+    ``sources`` says where each option came from; see :func:`validate`.
+    """
+    cls = validate(name, options, sources)
+    return cls(**options)
+
+
+def validate(name: str, options: Mapping[str, Any],
+             sources: Mapping[str, str] | None = None) -> type[ExecutionBackend]:
+    """The class of backend ``name``, once ``options`` are known to fit its constructor.
+
+    Options from configuration (any source but :data:`CREATE`) are also checked against the
+    constructor's type annotations, since TOML cannot say what Python meant.
 
     Raises:
         BackendOptionError: an option the constructor does not take, or of the wrong type
@@ -152,7 +162,7 @@ def build(name: str, options: Mapping[str, Any],
     except TypeError as exc:  # e.g. a required option is missing
         raise BackendOptionError(f"backend {name!r} ({cls.__qualname__}): {exc}; it accepts: "
                                  f"{_listing(accepted)}") from None
-    return cls(**options)
+    return cls
 
 
 def accepted_options(cls: type[ExecutionBackend]) -> list[str]:

@@ -311,7 +311,7 @@ class WorkflowEngine(DecoratorsMixin):
         batch.append(record.spec)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._spawn(self._flush(), "asyncflow submit")
 
     def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
         backend = record.executor
@@ -362,12 +362,21 @@ class WorkflowEngine(DecoratorsMixin):
                         env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
                         stderr=stderr, timeout=options.timeout, attempt=record.attempt)
 
-    def _flush(self) -> None:
-        """Send each backend its batch of ready tasks: one submit per backend per iteration."""
+    async def _flush(self) -> None:
+        """Send each backend its batch of ready tasks: one submit per backend per iteration.
+
+        This task is started by the first release of an iteration, so it runs in the next one,
+        once every release of this one joined the batches. It submits to one backend itself and
+        spawns a task per other backend: a release costs a single loop hop to its backend.
+        """
         self._flush_scheduled = False
         batches, self._batches = self._batches, {}
-        for backend, specs in batches.items():
-            self._spawn(self._submit(backend, specs), f"submit to {backend.name}")
+        if not batches:
+            return
+        *others, (backend, specs) = batches.items()
+        for other, other_specs in others:
+            self._spawn(self._submit(other, other_specs), f"submit to {other.name}")
+        await self._submit(backend, specs)
 
     async def _submit(self, backend: ExecutionBackend, specs: list[TaskSpec]) -> None:
         try:
