@@ -41,6 +41,7 @@ from asyncflow.errors import (
     UnknownBackendError,
     WorkerLostError,
 )
+from asyncflow.retries import RetryPolicy, current_attempt
 
 __all__ = [
     "AsyncFlowError",
@@ -57,6 +58,7 @@ __all__ = [
     "InputFile",
     "OutputFile",
     "PluginLoadError",
+    "RetryPolicy",
     "TaskFuture",
     "TaskKind",
     "TaskRecord",
@@ -68,6 +70,7 @@ __all__ = [
     "WorkerLostError",
     "WorkflowEngine",
     "__version__",
+    "current_attempt",
     "hookimpl",
     "plugin_manager",
     "register",

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
+from asyncflow.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from asyncflow._engine import WorkflowEngine
@@ -71,9 +72,12 @@ class DecoratorsMixin:
         """Make ``fn`` a task whose body runs on a backend: ``async def`` or plain ``def``
         (a plain body never runs on the event loop).
 
-        Options: ``backend="name"`` (route to that backend), ``retries=N``, ``timeout=s``,
+        Options: ``backend="name"`` (route to that backend), ``timeout=s``,
         ``task_description={...}`` (backend-specific; a call's ``task_description=`` keyword
-        is merged over it, the call wins), ``capture_stdio=`` (executables only).
+        is merged over it, the call wins), ``capture_stdio=`` (executables only),
+        ``retries=N`` with ``retry_backoff=s``, ``retry_jitter=f`` and ``retry_on=`` (or
+        ``retries=RetryPolicy(...)``; see :mod:`asyncflow.retries`), ``cache_key=`` (what
+        identifies a call when a run is resumed; see the Observability docs).
         """
         return self._decorate(FUNCTION, fn, options)
 
@@ -118,7 +122,8 @@ class DecoratorsMixin:
 
 
 _DECORATOR = {FUNCTION: "function_task", EXECUTABLE: "executable_task", BLOCK: "block"}
-_ALLOWED = {"backend", "retries", "timeout", "capture_stdio", "task_description"}
+_ALLOWED = {"backend", "retries", "retry_backoff", "retry_jitter", "retry_on", "timeout",
+            "capture_stdio", "task_description", "cache_key"}
 
 
 def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
@@ -129,18 +134,42 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     backend = options.get("backend")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend= must be a backend name (str), not {backend!r}")
-    retries = options.get("retries", 0)
-    if not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries= must be a whole number >= 0, not {retries!r}")
+    retry = _retry_policy(options)
+    cache_key = options.get("cache_key")
+    if cache_key is not None and not (isinstance(cache_key, str) or callable(cache_key)):
+        raise TypeError(f"cache_key= must be a string or a function of the task's arguments, "
+                        f"not {cache_key!r}")
     timeout = options.get("timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ValueError(f"timeout= must be a positive number of seconds, not {timeout!r}")
     description = options.get("task_description") or {}
     if not isinstance(description, dict):
         raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
-    return TaskOptions(backend=backend, retries=retries, timeout=timeout,
+    return TaskOptions(backend=backend, retries=retry.retries if retry else 0, timeout=timeout,
                        capture_stdio=bool(options.get("capture_stdio", False)),
-                       description=description)
+                       description=description, retry=retry, cache_key=cache_key)
+
+
+def _retry_policy(options: dict[str, Any]) -> RetryPolicy | None:
+    """``retries=`` (a count or a :class:`RetryPolicy`) and the ``retry_*`` options as one
+    policy, or ``None`` for a task that runs at most once.
+    """
+    retries = options.get("retries", 0)
+    tuning = {key: options[f"retry_{key}"] for key in ("backoff", "jitter", "on")
+              if f"retry_{key}" in options}
+    if "on" in tuning:
+        tuning["retry_on"] = tuning.pop("on")
+    if isinstance(retries, RetryPolicy):
+        if tuning:
+            raise TypeError(f"retries= is a RetryPolicy; set {sorted(tuning)} on it instead of "
+                            "as separate options")
+        policy = retries
+    else:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries= must be a whole number >= 0 or a RetryPolicy, not "
+                             f"{retries!r}")
+        policy = RetryPolicy(retries, **tuning)
+    return policy if policy.retries else None
 
 
 def _default_description(fn: Callable[..., Any], name: str) -> dict[str, Any]:

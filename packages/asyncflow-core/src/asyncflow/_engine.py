@@ -29,6 +29,7 @@ from asyncflow.errors import (
     DependencyFailureError,
     EngineClosedError,
 )
+from asyncflow.retries import RetryPolicy, with_attempt
 
 __all__ = ["WorkflowEngine"]
 
@@ -73,6 +74,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._batches: dict[ExecutionBackend, list[TaskSpec]] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
+        self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self._closing: asyncio.Future[None] | None = None
         self._observers = _plugins.Observers(_plugins.plugin_manager())
 
@@ -346,7 +348,10 @@ class WorkflowEngine(DecoratorsMixin):
                 f"task {record.name!r} ({record.uid}) needs {' and '.join(missing)}, which "
                 f"backend {backend.name!r} ({type(backend).__name__}) does not provide")
         if kind is TaskKind.FUNCTION:
-            return TaskSpec(record.uid, record.name, kind, record.fn, record.args,
+            fn = record.fn
+            if options.retry is not None:  # the body can ask for its attempt
+                fn = with_attempt(fn, record.attempt, options.is_coroutine)
+            return TaskSpec(record.uid, record.name, kind, fn, record.args,
                             record.kwargs, description=desc, timeout=options.timeout,
                             attempt=record.attempt, is_coroutine=options.is_coroutine)
         command = record.command
@@ -412,19 +417,38 @@ class WorkflowEngine(DecoratorsMixin):
         elif state is TaskState.DONE:
             self._finish(record, TaskState.DONE, update.value)
         elif state is TaskState.FAILED:
-            if record.attempt <= record.options.retries:
-                self._retry(record, update.error)
-            else:
+            policy = record.options.retry
+            if policy is None or not self._retry(record, policy, update.error):
                 self._finish(record, TaskState.FAILED, error=update.error)
         elif state is TaskState.CANCELLED:
             self._finish(record, TaskState.CANCELLED)
 
-    def _retry(self, record: TaskRecord, error: BaseException | None) -> None:
-        log.info("task %s (%s) failed on attempt %d (%r); retrying", record.name, record.uid,
-                 record.attempt, error)
+    def _retry(self, record: TaskRecord, policy: RetryPolicy,
+               error: BaseException | None) -> bool:
+        """Run a failed task again after its backoff, if its policy says so."""
+        try:
+            again = policy.should_retry(record.attempt, error)
+        except Exception:  # a broken predicate fails the task, not the engine
+            log.exception("retry_on of task %s (%s) raised; not retrying", record.name,
+                          record.uid)
+            again = False
+        if not again:
+            return False
+        delay = policy.delay(record.attempt)
+        log.info("task %s (%s) failed on attempt %d (%r); retrying in %.3gs", record.name,
+                 record.uid, record.attempt, error, delay)
+        record.error = error
         record.attempt += 1
-        self._set_state(record, TaskState.PENDING)
         record.spec = None
+        self._set_state(record, TaskState.PENDING)
+        if delay > 0:  # a timer, not a sleep: nothing waits while the backoff runs
+            self._retry_timers[record.uid] = self.loop.call_later(delay, self._resubmit, record)
+        else:
+            self._enqueue(record)
+        return True
+
+    def _resubmit(self, record: TaskRecord) -> None:
+        del self._retry_timers[record.uid]
         self._enqueue(record)
 
     # -- state changes ---------------------------------------------------------------------
@@ -444,6 +468,10 @@ class WorkflowEngine(DecoratorsMixin):
             return
         self._set_state(record, state)
         self._records.pop(record.uid, None)
+        if self._retry_timers:  # cancelled or shut down while waiting out a backoff
+            timer = self._retry_timers.pop(record.uid, None)
+            if timer is not None:
+                timer.cancel()
         future = record.future
         future._record = None
         if state is TaskState.DONE:

@@ -12,6 +12,7 @@ from asyncflow.backend import TaskState
 if TYPE_CHECKING:
     from asyncflow._engine import WorkflowEngine
     from asyncflow.backend import ExecutionBackend
+    from asyncflow.retries import RetryPolicy
 
 T = TypeVar("T")
 
@@ -28,6 +29,10 @@ class TaskOptions:
     capture_stdio: bool = False
     is_coroutine: bool = False
     description: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    """How failed attempts are retried; ``None`` when ``retries`` is 0."""
+    cache_key: Callable[..., str] | str | None = None
+    """With ``resume=True``: what identifies a call instead of its arguments."""
 
 
 class TaskFuture(asyncio.Future[T], Generic[T]):
@@ -58,13 +63,15 @@ class TaskRecord:
     """The engine's bookkeeping for one task or block, alive until it finishes.
 
     Observer hooks receive it: ``uid``, ``name``, ``kind``, ``state``, ``attempt``,
-    ``backend`` (its name), ``block`` (the uid of the enclosing block, if any).
+    ``backend`` (its name), ``block`` (the uid of the enclosing block, if any), ``error``
+    (why the last attempt failed, once it did), ``resumed`` (``True`` when its result came
+    from an earlier run's journal).
     """
 
     __slots__ = (
-        "args", "attempt", "backend", "block", "body", "command", "dependents", "engine", "executor",
-        "fn", "future", "has_futures", "kind", "kwargs", "members", "name", "options",
-        "spec", "state", "uid", "waiting",
+        "args", "attempt", "backend", "block", "body", "cache_key", "command", "dependents",
+        "engine", "error", "executor", "fn", "future", "has_futures", "kind", "kwargs",
+        "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
     )
 
     def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
@@ -90,6 +97,9 @@ class TaskRecord:
         self.backend: str | None = None
         self.spec: Any = None  # the TaskSpec in flight, once submitted
         self.command: str | None = None  # an executable's command, once its body returned
+        self.error: BaseException | None = None  # why the last attempt failed
+        self.cache_key: str | None = None  # set on release when the engine resumes a run
+        self.resumed = False
         self.future: TaskFuture[Any] = TaskFuture(loop=engine.loop)
         self.future._record = self
         self.future.uid = uid
