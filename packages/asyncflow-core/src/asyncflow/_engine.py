@@ -70,7 +70,8 @@ class WorkflowEngine(DecoratorsMixin):
         self.default_backend = next(iter(self.backends))
         self.backend = self.backends[self.default_backend]
         self._records: dict[str, TaskRecord] = {}  # every task and block not finished yet
-        self._counters = {FUNCTION: 0, EXECUTABLE: 0, BLOCK: 0}
+        # Function and executable tasks share the "task." uids, blocks have their own.
+        self._counters = {"task": 0, "block": 0}
         self._batches: dict[ExecutionBackend, list[TaskSpec]] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
@@ -178,9 +179,9 @@ class WorkflowEngine(DecoratorsMixin):
         if self._closing is not None:
             raise EngineClosedError(f"cannot run {name!r}: workflow engine {self.uid} is shut "
                                     "down")
-        self._counters[kind] += 1
         prefix = "block" if kind == BLOCK else "task"
-        uid = f"{prefix}.{self._counters[kind]:06d}"
+        self._counters[prefix] += 1
+        uid = f"{prefix}.{self._counters[prefix]:06d}"
         block = _current_block.get()
         if block is not None and block.engine is not self:
             block = None
