@@ -101,15 +101,18 @@ class DecoratorsMixin:
 
     def _decorate(self, kind: str, fn: Callable[..., Any] | None,
                   options: dict[str, Any]) -> Any:
-        parsed = _options(kind, options)
         if fn is None:
-            return lambda f: self._wrap(kind, f, parsed)
-        return self._wrap(kind, fn, parsed)
+            return lambda f: self._wrap(kind, f, options)
+        return self._wrap(kind, fn, options)
 
-    def _wrap(self, kind: str, fn: Callable[..., Any], options: TaskOptions) -> Task:
+    def _wrap(self, kind: str, fn: Callable[..., Any], given: dict[str, Any]) -> Task:
         if not callable(fn):
             raise TypeError(f"@{_DECORATOR[kind]} needs a function, got {fn!r}")
         name = getattr(fn, "__name__", repr(fn))
+        try:
+            options = _options(kind, given)
+        except (TypeError, ValueError) as exc:  # say which task the bad option is on
+            raise type(exc)(f"@{_DECORATOR[kind]} on {name!r}: {exc}") from None
         is_coroutine = inspect.iscoroutinefunction(fn)
         if kind == BLOCK and not is_coroutine:
             raise TypeError(f"block {name!r} must be an `async def` function: blocks run on the "
@@ -177,7 +180,8 @@ def _default_description(fn: Callable[..., Any], name: str) -> dict[str, Any]:
         parameter = inspect.signature(fn).parameters.get("task_description")
     except (TypeError, ValueError):  # builtins without a signature
         return {}
-    if parameter is None or parameter.default is inspect.Parameter.empty:
+    if parameter is None or parameter.default is None \
+            or parameter.default is inspect.Parameter.empty:
         return {}
     if not isinstance(parameter.default, dict):
         raise TypeError(f"task {name!r}: the default of its task_description parameter must be "
