@@ -259,7 +259,11 @@ class WorkflowEngine(DecoratorsMixin):
     # -- release: a record with all dependencies done goes to its backend ------------------
 
     def _release(self, record: TaskRecord) -> None:
+        if record.kind == FUNCTION:  # resolved in _enqueue, where its backend is known
+            self._enqueue(record)
+            return
         if record.has_futures:
+            record.has_futures = False
             record.args = _deps.resolve(record.args)
             record.kwargs = _deps.resolve(record.kwargs)
         if record.kind == BLOCK:
@@ -267,8 +271,6 @@ class WorkflowEngine(DecoratorsMixin):
             self._set_state(record, TaskState.RUNNING)
         elif record.kind == EXECUTABLE:
             record.body = self._spawn(self._build_command(record), record.uid)
-        else:
-            self._enqueue(record)
 
     async def _run_block(self, record: TaskRecord) -> None:
         _current_block.set(record)  # this task runs in its own copy of the context
@@ -304,6 +306,10 @@ class WorkflowEngine(DecoratorsMixin):
     def _enqueue(self, record: TaskRecord) -> None:
         try:
             backend = self._backend_for(record)
+            if record.has_futures:  # values, or refs to results this backend kept
+                record.has_futures = False
+                record.args = _deps.resolve(record.args, backend)
+                record.kwargs = _deps.resolve(record.kwargs, backend)
             record.spec = self._spec(record, backend)
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
@@ -416,6 +422,8 @@ class WorkflowEngine(DecoratorsMixin):
             if record.state is TaskState.PENDING:
                 self._set_state(record, TaskState.RUNNING)
         elif state is TaskState.DONE:
+            if update.ref is not None:
+                record.future._ref = (record.executor, update.ref)
             self._finish(record, TaskState.DONE, update.value)
         elif state is TaskState.FAILED:
             policy = record.options.retry

@@ -45,6 +45,8 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
 
     # The record is dropped when the task finishes, so finished futures hold no engine state.
     _record: TaskRecord | None
+    # (backend, ref) when the backend keeps the result near its workers (TaskUpdate.ref).
+    _ref: tuple[ExecutionBackend | None, Any] | None = None
     uid: str
     name: str
     state: TaskState

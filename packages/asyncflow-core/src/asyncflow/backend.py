@@ -21,6 +21,11 @@ For every task it accepts, a backend reports ``RUNNING`` when the body starts (o
 expected) and then exactly one terminal update: ``DONE`` with the value, ``FAILED`` with the
 exception, or ``CANCELED``. A second terminal update for one task is a contract violation, and
 the conformance kit in :mod:`asyncflow.testing` catches it.
+
+A backend that keeps results where they were computed (a Dask worker's memory) may add a
+``ref`` to a ``DONE`` update. The engine keeps it with the task's future, and when that result
+is an argument of a later task *on the same backend*, it puts the ref in the later task's spec
+instead of the value, so the data need not travel back through the engine.
 """
 
 from __future__ import annotations
@@ -113,7 +118,8 @@ class TaskSpec:
     function: Callable[..., Any] | None = None
     """For function tasks: the body. It may be ``async def`` (see :attr:`is_coroutine`)."""
     args: tuple[Any, ...] = ()
-    """Arguments with every upstream future replaced by its value."""
+    """Arguments with every upstream future replaced by its value, or by the ``ref`` this same
+    backend reported for it (see :attr:`TaskUpdate.ref`); ``kwargs`` likewise."""
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     command: tuple[str, ...] | str | None = None
     """For executable tasks: argv, or the whole string when :attr:`shell` is set."""
@@ -146,14 +152,18 @@ class TaskUpdate:
     state: TaskState
     value: Any = None
     error: BaseException | None = None
+    ref: Any = None
+    """Optional, with ``DONE``: the backend's own handle on the value where it lives (e.g. a
+    Dask future). Opaque to the engine, which keeps it as long as the task's future lives and
+    passes it, instead of the value, to later tasks that run on the same backend."""
 
     @classmethod
     def running(cls, uid: str) -> TaskUpdate:
         return cls(uid, TaskState.RUNNING)
 
     @classmethod
-    def done(cls, uid: str, value: Any = None) -> TaskUpdate:
-        return cls(uid, TaskState.DONE, value)
+    def done(cls, uid: str, value: Any = None, ref: Any = None) -> TaskUpdate:
+        return cls(uid, TaskState.DONE, value, ref=ref)
 
     @classmethod
     def failed(cls, uid: str, error: BaseException) -> TaskUpdate:
