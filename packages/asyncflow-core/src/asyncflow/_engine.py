@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from asyncflow import _deps, _plugins, _signals
 from asyncflow._decorators import DecoratorsMixin
@@ -30,6 +30,10 @@ from asyncflow.errors import (
     EngineClosedError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
+
+if TYPE_CHECKING:
+    from asyncflow.graph import TaskGraph
+    from asyncflow.journal import Journal
 
 __all__ = ["WorkflowEngine"]
 
@@ -49,7 +53,9 @@ class WorkflowEngine(DecoratorsMixin):
 
     def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
                  uid: str | None = None, work_dir: str | Path | None = None,
-                 dry_run: bool = False, shutdown_timeout: float = 30.0) -> None:
+                 dry_run: bool = False, shutdown_timeout: float = 30.0, progress: Any = False,
+                 journal: bool = False, resume: bool = False, graph: bool = False,
+                 dag_file: str | Path | None = None) -> None:
         if not isinstance(backends, Mapping):
             named: dict[str, ExecutionBackend] = {}
             for backend in backends:
@@ -77,7 +83,28 @@ class WorkflowEngine(DecoratorsMixin):
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self._closing: asyncio.Future[None] | None = None
-        self._observers = _plugins.Observers(_plugins.plugin_manager())
+        # Observability, each off unless asked for (see the docs' Observability page).
+        from asyncflow.progress import console_for
+
+        self.progress = console_for(progress)
+        """The rich console showing the live progress display, if there is one."""
+        self.journal: Journal | None = None
+        """The run journal (``journal=True``), opened when the engine starts."""
+        self._journal_wanted = journal or resume
+        self._resuming: Journal | None = None  # the journal that answers resume lookups
+        self._resume = resume
+        self.dag_file = Path(dag_file) if dag_file is not None else None
+        self.task_graph: TaskGraph | None = None
+        if graph or dag_file is not None:
+            from asyncflow.graph import TaskGraph
+
+            self.task_graph = TaskGraph()
+        opt_in = [name for name, on in (("progress", self.progress is not None),
+                                        ("journal", self._journal_wanted),
+                                        ("graph", self.task_graph is not None)) if on]
+        for name in opt_in:
+            _plugins.use_builtin(name)
+        self._observers = _plugins.Observers(_plugins.plugin_manager(), opt_in)
 
     # -- creation and shutdown -------------------------------------------------------------
 
@@ -85,6 +112,8 @@ class WorkflowEngine(DecoratorsMixin):
     async def create(cls, backend: str | ExecutionBackend | Sequence[str | ExecutionBackend]
                      | None = None, *, dry_run: bool = False, uid: str | None = None,
                      work_dir: str | Path | None = None, config: str | Path | None = None,
+                     progress: Any = None, journal: bool | None = None,
+                     resume: bool | str = False, graph: bool | None = None,
                      **options: Any) -> Self:
         """Build an engine, start its backends, and return it.
 
@@ -93,16 +122,43 @@ class WorkflowEngine(DecoratorsMixin):
         route to others with ``backend="name"``). Without it, the configuration decides
         (see the docs' Configuration page); with nothing configured it is ``concurrent``.
         ``dry_run=True`` replaces every backend with ``noop``: nothing is executed.
+
+        Observability (each off by default, ``None`` lets the configuration decide):
+        ``progress=True`` draws a live display on a terminal; ``journal=True`` records every
+        state change in ``work_dir/<uid>/journal.sqlite``; ``resume=True`` (or a run's uid)
+        continues an earlier run, resolving the tasks it completed to their recorded results;
+        ``graph=True`` records the task graph for :meth:`graph`.
         """
         from asyncflow._config import resolve_backends
+        from asyncflow.config import load
 
+        settings = None
+        if progress is None or journal is None or graph is None:
+            settings = load(config)
+        dag_file = None
+        if settings is not None:
+            progress = settings.progress if progress is None else progress
+            journal = settings.journal if journal is None else journal
+            dag_file = settings.dag if graph is None else None
+        if resume:
+            from asyncflow.journal import find_run
+
+            uid = find_run(Path(work_dir) if work_dir is not None else Path.cwd(), resume, uid)
         backends = resolve_backends(backend, options, config=config, dry_run=dry_run)
-        engine = cls(backends, uid=uid, work_dir=work_dir, dry_run=dry_run)
+        engine = cls(backends, uid=uid, work_dir=work_dir, dry_run=dry_run, progress=progress,
+                     journal=bool(journal), resume=bool(resume), graph=bool(graph),
+                     dag_file=dag_file)
         await engine._start()
         return engine
 
     async def _start(self) -> None:
         run_dir = self.work_dir / self.uid
+        if self._journal_wanted:
+            from asyncflow.journal import Journal
+
+            self.journal = Journal(run_dir, self, resume=self._resume)
+            if self._resume:
+                self._resuming = self.journal
         started: list[ExecutionBackend] = []
         try:
             for backend in self.backends.values():
@@ -111,8 +167,10 @@ class WorkflowEngine(DecoratorsMixin):
                     backend.work_dir = run_dir
                 await backend.open()
                 started.append(backend)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
+            if self.journal is not None:
+                self.journal.close(exc)
             raise
         _signals.install(self)
         if self._observers.engine_started:
@@ -198,10 +256,16 @@ class WorkflowEngine(DecoratorsMixin):
         seen: set[int] = set()
         failed: list[TaskFuture[Any]] = []
         cancelled = False
+        bad_args: TypeError | None = None
         try:
             deps = list(_deps.futures_in(record.args, record.kwargs))
         except TypeError as exc:
-            self._finish(record, TaskState.FAILED, error=TypeError(f"task {record.name!r}: {exc}"))
+            deps, bad_args = [], TypeError(f"task {record.name!r}: {exc}")
+        if self._observers.task_created:
+            self._observers.call(self._observers.task_created, engine=self, task=record,
+                                 dependencies=deps)
+        if bad_args is not None:
+            self._finish(record, TaskState.FAILED, error=bad_args)
             return
         for dep in deps:
             if id(dep) in seen:
@@ -259,6 +323,12 @@ class WorkflowEngine(DecoratorsMixin):
     # -- release: a record with all dependencies done goes to its backend ------------------
 
     def _release(self, record: TaskRecord) -> None:
+        if self._resuming is not None and record.kind != BLOCK:
+            found, value = self._resuming.recall(record)
+            if found:  # completed in an earlier session of this run: do not run it again
+                record.resumed = True
+                self._finish(record, TaskState.DONE, value)
+                return
         if record.kind == FUNCTION:  # resolved in _enqueue, where its backend is known
             self._enqueue(record)
             return
@@ -475,21 +545,23 @@ class WorkflowEngine(DecoratorsMixin):
         """Settle a record's future, forget the record, and release its dependents."""
         if record.state.is_terminal:
             return
+        # Settle the future first: observers of the terminal state can read its outcome.
+        future = record.future
+        future._record = None
+        if state is TaskState.DONE:
+            future.set_result(value)
+        elif state is TaskState.FAILED:
+            record.error = error if error is not None else BackendError(
+                f"task {record.name!r} ({record.uid}) failed without an error")
+            future.set_exception(record.error)
+        else:
+            asyncio.Future.cancel(future)
         self._set_state(record, state)
         self._records.pop(record.uid, None)
         if self._retry_timers:  # cancelled or shut down while waiting out a backoff
             timer = self._retry_timers.pop(record.uid, None)
             if timer is not None:
                 timer.cancel()
-        future = record.future
-        future._record = None
-        if state is TaskState.DONE:
-            future.set_result(value)
-        elif state is TaskState.FAILED:
-            future.set_exception(error if error is not None else BackendError(
-                f"task {record.name!r} ({record.uid}) failed without an error"))
-        else:
-            asyncio.Future.cancel(future)
         if state is TaskState.CANCELLED and record.members:
             for member in list(record.members):  # a cancelled block takes its members along
                 member.cancel()
@@ -537,6 +609,18 @@ class WorkflowEngine(DecoratorsMixin):
     def tasks(self) -> Iterable[TaskRecord]:
         """The records of every task and block that has not finished."""
         return list(self._records.values())
+
+    def graph(self) -> TaskGraph:
+        """The graph of every task and block called so far, finished ones included: export
+        it with ``.to_mermaid()``, ``.to_dot()`` or ``.write(path)``.
+
+        Recorded only for engines created with ``graph=True`` (the engine keeps no finished
+        task otherwise); with ``dry_run=True`` too, it is the plan of a workflow, not run.
+        """
+        if self.task_graph is None:
+            raise RuntimeError(f"engine {self.uid} does not record its task graph; create it "
+                               "with WorkflowEngine.create(graph=True)")
+        return self.task_graph
 
     def counts(self) -> Mapping[str, int]:
         """How many unfinished tasks are in each state."""

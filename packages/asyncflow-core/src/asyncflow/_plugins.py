@@ -11,11 +11,12 @@ Environment:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import metadata
 from typing import Any
 
@@ -25,7 +26,8 @@ from asyncflow import hookspecs
 from asyncflow.errors import PluginLoadError
 from asyncflow.registry import BackendInfo, BackendRegistry
 
-__all__ = ["Observers", "hookimpl", "plugin_manager", "registry"]
+__all__ = ["BUILTIN_OBSERVERS", "Observers", "hookimpl", "plugin_manager", "registry",
+           "use_builtin"]
 
 log = logging.getLogger("asyncflow.plugins")
 
@@ -64,6 +66,26 @@ def register(plugin: object, name: str | None = None) -> None:
     _reject_coroutines(plugin, name)
     pm.register(plugin, name=name)
     pm.check_pending()
+
+
+# Observers that come with asyncflow-core. Each registers through register(), like any
+# plugin, the first time an engine asks for it; engines that do not ask never call it.
+BUILTIN_OBSERVERS = {
+    "progress": "asyncflow.progress:ProgressPlugin",  # create(progress=True)
+    "journal": "asyncflow.journal:JournalPlugin",  # create(journal=True) or resume=
+    "graph": "asyncflow.graph:GraphPlugin",  # create(graph=True), engine.graph()
+}
+
+
+def use_builtin(name: str) -> None:
+    """Register the built-in observer ``name`` of :data:`BUILTIN_OBSERVERS`, once."""
+    pm = plugin_manager()
+    plugin_name = f"asyncflow.{name}"
+    with _lock:
+        if pm.has_plugin(plugin_name):
+            return
+        module, _, attr = BUILTIN_OBSERVERS[name].partition(":")
+        register(getattr(importlib.import_module(module), attr)(), name=plugin_name)
 
 
 def _build() -> None:
@@ -117,25 +139,34 @@ def _reject_coroutines(plugin: object, name: str | None) -> None:
                                   "hooks must be plain functions (buffer I/O yourself)")
 
 
+Impl = tuple[str, Callable[..., Any], tuple[str, ...]]  # plugin name, function, argnames
+
+
 class Observers:
     """The observer hooks' implementations, resolved once per engine.
 
     The engine checks ``if observers.task_state_changed:`` before building arguments, so an
     unused hook costs one truth test. A failing observer is logged and the run goes on.
+    Built-in observers not named in ``opt_in`` are left out.
     """
 
-    __slots__ = ("engine_started", "engine_stopped", "task_state_changed")
+    __slots__ = ("engine_started", "engine_stopped", "task_created", "task_state_changed")
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    engine_started: list[Impl]
+    engine_stopped: list[Impl]
+    task_created: list[Impl]
+    task_state_changed: list[Impl]
+
+    def __init__(self, pm: pluggy.PluginManager, opt_in: Collection[str] = ()) -> None:
+        left_out = {f"asyncflow.{name}" for name in BUILTIN_OBSERVERS if name not in opt_in}
         for hook in self.__slots__:
             caller = getattr(pm.hook, f"asyncflow_{hook}")
             impls = [(i.plugin_name, i.function, tuple(i.argnames))
-                     for i in reversed(caller.get_hookimpls())]
+                     for i in reversed(caller.get_hookimpls()) if i.plugin_name not in left_out]
             setattr(self, hook, impls)
 
     @staticmethod
-    def call(impls: list[tuple[str, Callable[..., Any], tuple[str, ...]]],
-             **kwargs: Any) -> None:
+    def call(impls: list[Impl], **kwargs: Any) -> None:
         for plugin, function, argnames in impls:
             try:
                 function(*[kwargs[a] for a in argnames])

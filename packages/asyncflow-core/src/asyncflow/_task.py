@@ -45,6 +45,8 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
 
     # The record is dropped when the task finishes, so finished futures hold no engine state.
     _record: TaskRecord | None
+    # What identifies its result across runs, when the engine resumes a run (see journal.py).
+    _cache_key: str | None = None
     # (backend, ref) when the backend keeps the result near its workers (TaskUpdate.ref).
     _ref: tuple[ExecutionBackend | None, Any] | None = None
     uid: str

@@ -51,6 +51,9 @@ DEFAULT_SOURCE = "built-in default"
 KEYS = {
     "backend": "a backend name or a list of names",
     "backends": "tables of backend options, [backends.<name>]",
+    "progress": "true or false: a live progress display on a terminal",
+    "journal": "true or false: record every state change in <work_dir>/<run>/journal.sqlite",
+    "dag": "a file to write each engine's task graph to (.mmd, .md or .dot)",
 }
 
 
@@ -77,6 +80,12 @@ class Settings:
     """Where each value came from, by dotted key: ``backend``, ``backends.dask.n_workers``."""
     files: list[str] = field(default_factory=list)
     """The configuration files that were read, lowest precedence first."""
+    progress: bool = False
+    """Show a live progress display when stderr is a terminal."""
+    journal: bool = False
+    """Write a run journal."""
+    dag: str | None = None
+    """Where to write each engine's task graph when it shuts down."""
 
     def backend_names(self, dry_run: bool = False) -> list[str]:
         """The backends to start, the default first; the built-in default when none is set."""
@@ -107,6 +116,7 @@ class Settings:
         """The settings as plain data (what ``asyncflow config --json`` prints)."""
         return {"backend": list(self.backend), "backends": {k: dict(v) for k, v in
                                                            self.backends.items()},
+                "progress": self.progress, "journal": self.journal, "dag": self.dag,
                 "sources": dict(self.sources), "files": list(self.files)}
 
 
@@ -226,6 +236,16 @@ def check(data: Mapping[str, Any], source: str, prefix: str = "") -> dict[str, A
             result[key] = _check_backend(value, source, prefix + key)
         elif key == "backends":
             result[key] = _check_backends(value, source, prefix + key)
+        elif key in ("progress", "journal"):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {prefix}{key} must be true or false, not "
+                                  f"{_kind(value)}")
+            result[key] = value
+        elif key == "dag":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{source}: {prefix}{key} must be {KEYS[key]}, not "
+                                  f"{_kind(value)}")
+            result[key] = value
     return result
 
 
@@ -383,6 +403,10 @@ def _merge(settings: Settings, layer: Layer) -> None:
     if "backend" in data:
         settings.backend = list(data["backend"])
         settings.sources["backend"] = layer.source
+    for key in ("progress", "journal", "dag"):
+        if key in data:
+            setattr(settings, key, data[key])
+            settings.sources[key] = layer.source
     for name, options in data.get("backends", {}).items():
         merged = settings.backends.setdefault(name, {})
         for key, value in _flatten(options):

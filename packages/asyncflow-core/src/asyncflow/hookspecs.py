@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from asyncflow._engine import TaskRecord, WorkflowEngine
+    from collections.abc import Sequence
+    from typing import Any
+
+    from asyncflow._engine import WorkflowEngine
+    from asyncflow._task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
     from asyncflow.registry import BackendRegistry
 
@@ -27,6 +31,7 @@ __all__ = [
     "asyncflow_engine_started",
     "asyncflow_engine_stopped",
     "asyncflow_register_backends",
+    "asyncflow_task_created",
     "asyncflow_task_state_changed",
 ]
 
@@ -54,6 +59,22 @@ def asyncflow_engine_started(engine: WorkflowEngine) -> None:
     """Called when an engine has started its backends and accepts tasks.
 
     :param engine: the engine.
+    """
+
+
+@_spec
+def asyncflow_task_created(
+    engine: WorkflowEngine, task: TaskRecord, dependencies: Sequence[TaskFuture[Any]]
+) -> None:
+    """Called on the event loop when a task or block is called, before it can start.
+
+    The task is PENDING; its first :func:`asyncflow_task_state_changed` comes later (or at
+    once, for a task whose dependency already failed).
+
+    :param engine: the engine the task belongs to.
+    :param task: the task's record (``uid``, ``name``, ``kind``, ``block``, ``options``...).
+    :param dependencies: the futures found in its arguments (repeats included), each with
+        ``uid`` and ``name``.
     """
 
 

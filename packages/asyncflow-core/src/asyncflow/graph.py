@@ -1,0 +1,182 @@
+"""The task graph of a run, as Mermaid or Graphviz text.
+
+The engine forgets finished tasks, so the graph keeps its own small log: one node per task or
+block and one edge per dependency, appended by an observer when a task is created. It is kept
+only for engines created with ``graph=True`` (or a ``dag`` file in the configuration, or
+``asyncflow run --dag FILE``); ``dry_run=True`` with it shows the plan without running it::
+
+    flow = await WorkflowEngine.create(dry_run=True, graph=True)
+    ...  # call the workflow's tasks and blocks
+    await flow.shutdown()
+    print(flow.graph().to_mermaid())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from asyncflow._plugins import hookimpl
+from asyncflow._task import BLOCK, EXECUTABLE
+
+if TYPE_CHECKING:
+    from asyncflow._engine import WorkflowEngine
+    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow.backend import TaskState
+
+__all__ = ["Node", "TaskGraph"]
+
+log = logging.getLogger("asyncflow.graph")
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A task or block: ``uid``, function ``name``, ``kind`` and its enclosing ``block``."""
+
+    uid: str
+    name: str
+    kind: str
+    block: str | None
+    backend: str | None
+
+
+@dataclass
+class TaskGraph:
+    """Tasks and blocks (:attr:`nodes`, in creation order) and dependencies (:attr:`edges`,
+    ``(upstream uid, downstream uid)``). A block's members are drawn inside it.
+    """
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+    """The last state of each node (``DONE``, ``FAILED``...); a dry run ends all ``DONE``."""
+
+    def add(self, task: TaskRecord, dependencies: Sequence[TaskFuture[Any]],
+            default_backend: str | None = None) -> None:
+        """Record a created task and the futures it waits for."""
+        backend = None if task.kind == BLOCK else task.options.backend or default_backend
+        self.nodes[task.uid] = Node(task.uid, task.name, task.kind, task.block, backend)
+        seen: set[str] = set()
+        for dep in dependencies:
+            if dep.uid not in seen:
+                seen.add(dep.uid)
+                self.edges.append((dep.uid, task.uid))
+
+    def children(self, block: str | None) -> list[Node]:
+        """The nodes directly inside ``block`` (``None``: the top level)."""
+        return [n for n in self.nodes.values() if n.block == block]
+
+    # -- Mermaid ---------------------------------------------------------------------------
+
+    def to_mermaid(self, direction: str = "TD") -> str:
+        """A Mermaid ``flowchart``: blocks are subgraphs, executables are rounded, every
+        node is labelled with its function's name and uid.
+        """
+        lines = [f"flowchart {direction}"]
+        lines += self._mermaid_level(None, "    ")
+        lines += [f"    {_ident(a)} --> {_ident(b)}" for a, b in self.edges
+                  if a in self.nodes and b in self.nodes]
+        return "\n".join(lines) + "\n"
+
+    def _mermaid_level(self, block: str | None, indent: str) -> Iterator[str]:
+        for node in self.children(block):
+            if node.kind == BLOCK:
+                yield f'{indent}subgraph {_ident(node.uid)}["{_label(node)}"]'
+                yield from self._mermaid_level(node.uid, indent + "    ")
+                yield f"{indent}end"
+            elif node.kind == EXECUTABLE:
+                yield f'{indent}{_ident(node.uid)}("{_label(node)}")'
+            else:
+                yield f'{indent}{_ident(node.uid)}["{_label(node)}"]'
+
+    # -- Graphviz ----------------------------------------------------------------------------
+
+    def to_dot(self, name: str = "asyncflow") -> str:
+        """A Graphviz ``digraph``: blocks are ``cluster`` subgraphs, so ``dot`` boxes them."""
+        lines = [f'digraph "{_dot_text(name)}" {{', "    rankdir=TB;",
+                 '    node [shape=box, style="rounded,filled", fillcolor="#eef2f7", '
+                 'fontname="Helvetica"];']
+        lines += self._dot_level(None, "    ")
+        for a, b in self.edges:
+            if a in self.nodes and b in self.nodes:
+                # An edge from or to a block attaches to its cluster's anchor node.
+                lines.append(f"    {_ident(a)} -> {_ident(b)};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def _dot_level(self, block: str | None, indent: str) -> Iterator[str]:
+        for node in self.children(block):
+            if node.kind == BLOCK:
+                yield f"{indent}subgraph cluster_{_ident(node.uid)} {{"
+                yield f'{indent}    label="{_dot_label(node)}"; style="rounded";'
+                # The block itself, as a node, so edges can reach it like any task.
+                yield (f'{indent}    {_ident(node.uid)} [label="{_dot_text(node.name)}", '
+                       'shape=folder, fillcolor="#fff4d6"];')
+                yield from self._dot_level(node.uid, indent + "    ")
+                yield f"{indent}}}"
+            else:
+                shape = ', shape=cds' if node.kind == EXECUTABLE else ""
+                yield f'{indent}{_ident(node.uid)} [label="{_dot_label(node)}"{shape}];'
+
+    def write(self, path: str | Path) -> Path:
+        """Write the graph to ``path``: Graphviz for ``.dot``/``.gv``, Mermaid otherwise
+        (``.mmd``; ``.md`` wraps it in a fenced block that Markdown viewers draw).
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in (".dot", ".gv"):
+            text = self.to_dot()
+        elif suffix == ".md":
+            text = f"```mermaid\n{self.to_mermaid()}```\n"
+        else:
+            text = self.to_mermaid()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+def _ident(uid: str) -> str:
+    return uid.replace(".", "_")
+
+
+def _label(node: Node) -> str:
+    return f"{node.name}<br/>{node.uid}".replace('"', "#quot;")
+
+
+def _dot_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _dot_label(node: Node) -> str:
+    return f"{_dot_text(node.name)}\\n{node.uid}"
+
+
+class GraphPlugin:
+    """Records an engine's task graph. Registered as ``asyncflow.graph``; an engine calls it
+    only when created with ``graph=True`` or a ``dag`` file to write.
+    """
+
+    @hookimpl
+    def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
+                               dependencies: Sequence[TaskFuture[Any]]) -> None:
+        if engine.task_graph is not None:
+            engine.task_graph.add(task, dependencies, engine.default_backend)
+
+    @hookimpl
+    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
+                                     new: TaskState) -> None:
+        if engine.task_graph is not None and new.is_terminal:
+            engine.task_graph.states[task.uid] = new.value
+
+    @hookimpl
+    def asyncflow_engine_stopped(self, engine: WorkflowEngine) -> None:
+        if engine.task_graph is not None and engine.dag_file is not None:
+            try:
+                path = engine.task_graph.write(engine.dag_file)
+            except OSError as exc:
+                log.error("cannot write the task graph to %s: %s", engine.dag_file, exc)
+            else:
+                log.info("wrote the task graph of %s to %s", engine.uid, path)

@@ -1,0 +1,503 @@
+"""The run journal: every state change of a run, in an SQLite file any tool can read.
+
+``WorkflowEngine.create(journal=True)`` writes ``<work_dir>/<engine uid>/journal.sqlite``;
+nothing is written to disk without it. Why SQLite (Python's own :mod:`sqlite3`) rather than
+JSON lines: a commit is atomic, so a run killed with SIGKILL leaves a readable journal whose
+last transaction is whole; a reader (``asyncflow report``, ``sqlite3``, pandas, DuckDB) can
+read while the run writes (WAL mode); and resuming looks a result up by key in an index
+instead of reading the whole history.
+
+Tables (see ``SCHEMA``): ``sessions`` (each start of the run; a resumed run adds one),
+``events`` (one row per state change: PENDING when a task is created and again before each
+retry, RUNNING, DONE, FAILED, CANCELLED, with the time, attempt, backend, block, exit code and
+error), ``dependencies`` (which task waits for which) and ``results`` (pickled results by
+key, kept when the run may be resumed).
+
+Writing stays off the event loop: observers append rows to a list, the list is handed once per
+loop iteration to a writer thread, and that thread commits each batch in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import queue
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from asyncflow._plugins import hookimpl
+from asyncflow._task import BLOCK, EXECUTABLE, TaskFuture
+from asyncflow.backend import TaskState
+
+if TYPE_CHECKING:
+    from asyncflow._engine import WorkflowEngine
+    from asyncflow._task import TaskRecord
+
+__all__ = ["FILENAME", "Journal", "Run", "TaskRun", "find_run", "read_run"]
+
+log = logging.getLogger("asyncflow.journal")
+
+FILENAME = "journal.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session  INTEGER PRIMARY KEY,  -- 1 for the first start of the run, 2 for its first resume
+    engine   TEXT NOT NULL,        -- the engine's uid, also the run directory's name
+    script   TEXT,                 -- sys.argv[0], resolved: which workflow this is
+    host     TEXT,
+    pid      INTEGER,
+    backends TEXT,                 -- JSON list of backend names, the default first
+    dry_run  INTEGER,
+    started  REAL NOT NULL,        -- seconds since the epoch
+    stopped  REAL,
+    error    TEXT                  -- what stopped the engine, if anything did
+);
+CREATE TABLE IF NOT EXISTS events (
+    session    INTEGER NOT NULL,
+    time       REAL NOT NULL,
+    uid        TEXT NOT NULL,      -- task.000001, block.000001 (unique within a session)
+    name       TEXT,               -- the function's name
+    function   TEXT,               -- module:qualname of the function
+    kind       TEXT,               -- function, executable or block
+    block      TEXT,               -- uid of the enclosing block
+    backend    TEXT,
+    state      TEXT NOT NULL,      -- PENDING, RUNNING, DONE, FAILED, CANCELLED
+    attempt    INTEGER,
+    exit_code  INTEGER,            -- executables: 0 when DONE, the code when it failed
+    error_type TEXT,               -- FAILED, or PENDING again after a failed attempt
+    error      TEXT,
+    resumed    INTEGER,            -- 1: DONE with the result of an earlier session
+    cache_key  TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_task ON events (session, uid);
+CREATE TABLE IF NOT EXISTS dependencies (
+    session    INTEGER NOT NULL,
+    uid        TEXT NOT NULL,
+    dependency TEXT NOT NULL       -- uid of a task whose result ``uid`` takes
+);
+CREATE TABLE IF NOT EXISTS results (
+    cache_key TEXT PRIMARY KEY,
+    session   INTEGER NOT NULL,
+    uid       TEXT NOT NULL,
+    name      TEXT,
+    time      REAL NOT NULL,
+    value     BLOB NOT NULL        -- pickle (cloudpickle when plain pickle cannot)
+);
+"""
+
+_ERROR_CHARS = 2000  # an error message longer than this is cut: the journal is not a log
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    else:
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        conn.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process
+    return conn
+
+
+class Journal:
+    """The journal of one engine's run: open in :meth:`WorkflowEngine.create`, closed by the
+    engine's ``asyncflow_engine_stopped`` observer.
+
+    Args:
+        run_dir: the run's folder; created if missing.
+        engine: the engine whose run this is.
+        resume: look up results of earlier sessions (``lookup``) and store this session's.
+    """
+
+    def __init__(self, run_dir: Path, engine: WorkflowEngine, *, resume: bool = False) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / FILENAME
+        self.resume = resume
+        self.store_results = resume and not engine.dry_run  # a dry run's results are dummies
+        self._loop = engine.loop
+        conn = _connect(self.path)
+        try:
+            with conn:
+                conn.executescript(SCHEMA)
+                row = conn.execute(
+                    "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
+                    (engine.uid, _script(), socket.gethostname(), os.getpid(),
+                     json.dumps(list(engine.backends)), int(engine.dry_run), time.time()),
+                ).fetchone()
+        finally:
+            conn.close()
+        self.session: int = row[0]
+        self._reader = _connect(self.path) if resume else None  # lookups, on the loop thread
+        self._events: list[tuple[Any, ...]] = []
+        self._dependencies: list[tuple[Any, ...]] = []
+        self._results: list[tuple[Any, ...]] = []
+        self._handoff_scheduled = False
+        self._batches: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name=f"asyncflow journal {engine.uid}",
+                                        daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    # -- the loop side: cheap appends, one hand-off per loop iteration ---------------------
+
+    def task_created(self, task: TaskRecord, dependencies: Sequence[TaskFuture[Any]]) -> None:
+        session, uid = self.session, task.uid
+        if dependencies:
+            self._dependencies.extend(
+                {(session, uid, dep.uid) for dep in dependencies})
+        self._add(task, TaskState.PENDING)
+
+    def task_changed(self, task: TaskRecord, new: TaskState) -> None:
+        if new is TaskState.DONE and self.store_results and task.cache_key is not None \
+                and not task.resumed:
+            self._store(task)
+        self._add(task, new)
+
+    def _add(self, task: TaskRecord, state: TaskState) -> None:
+        exit_code = error_type = error = None
+        failed = task.error if state is TaskState.FAILED or (
+            state is TaskState.PENDING and task.attempt > 1) else None
+        if failed is not None:
+            error_type = type(failed).__name__
+            error = str(failed)[:_ERROR_CHARS]
+            exit_code = getattr(failed, "exit_code", None)
+        elif state is TaskState.DONE and task.kind == EXECUTABLE and not task.resumed:
+            exit_code = 0
+        fn = task.fn
+        self._events.append((
+            self.session, time.time(), task.uid, task.name,
+            f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', task.name)}",
+            task.kind, task.block, task.backend, state.value, task.attempt, exit_code,
+            error_type, error, int(task.resumed), task.cache_key,
+        ))
+        if not self._handoff_scheduled:
+            self._handoff_scheduled = True
+            self._loop.call_soon(self._hand_off)
+
+    def _store(self, task: TaskRecord) -> None:
+        try:
+            value = _dumps(task.future.result())
+        except Exception as exc:  # an unpicklable result: the task will run again on resume
+            log.warning("task %s (%s): its result cannot be pickled (%s: %s); a resumed run "
+                        "will run it again", task.name, task.uid, type(exc).__name__, exc)
+            return
+        self._results.append((task.cache_key, self.session, task.uid, task.name, time.time(),
+                              value))
+
+    def _hand_off(self) -> None:
+        self._handoff_scheduled = False
+        batch = (self._events, self._dependencies, self._results)
+        self._events, self._dependencies, self._results = [], [], []
+        self._batches.put(("write", batch))
+
+    def recall(self, task: TaskRecord) -> tuple[bool, Any]:
+        """Give ``task`` its cache key; ``(True, result)`` if an earlier session of this run
+        completed the same call.
+        """
+        key = cache_key(task)
+        if key is None:
+            return False, None
+        task.cache_key = task.future._cache_key = key
+        return self.lookup(key)
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """``(True, result)`` if an earlier session of this run stored a result for ``key``."""
+        if self._reader is None:
+            return False, None
+        row = self._reader.execute("SELECT value FROM results WHERE cache_key = ? AND "
+                                   "session < ?", (key, self.session)).fetchone()
+        if row is None:
+            return False, None
+        try:
+            return True, pickle.loads(row[0])
+        except Exception as exc:
+            log.warning("the recorded result for %s cannot be unpickled (%s: %s); running the "
+                        "task again", key, type(exc).__name__, exc)
+            return False, None
+
+    def close(self, error: BaseException | None = None, timeout: float = 30.0) -> None:
+        """Write what is left, mark the session stopped, and stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hand_off()
+        stopped = (time.time(), None if error is None else f"{type(error).__name__}: {error}")
+        self._batches.put(("stop", stopped))
+        self._writer.join(timeout)
+        if self._writer.is_alive():
+            log.error("the journal writer did not finish within %ss: %s", timeout, self.path)
+        if self._reader is not None:
+            self._reader.close()
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _write(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                what, payload = self._batches.get()
+                try:
+                    with conn:  # one transaction per batch: all of it or none survives a kill
+                        if what == "stop":
+                            conn.execute("UPDATE sessions SET stopped = ?, error = ? WHERE "
+                                         "session = ?", (*payload, self.session))
+                        else:
+                            events, dependencies, results = payload
+                            conn.executemany(f"INSERT INTO events VALUES ({_marks(15)})", events)
+                            conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?)",
+                                             dependencies)
+                            conn.executemany(f"INSERT OR REPLACE INTO results VALUES "
+                                             f"({_marks(6)})", results)
+                except sqlite3.Error:
+                    log.exception("cannot write the run journal %s; the run goes on", self.path)
+                if what == "stop":
+                    return
+        finally:
+            conn.close()
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _script() -> str:
+    main = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    return str(Path(main).resolve()) if main and main != "-c" else main
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        try:
+            import cloudpickle
+        except ImportError:
+            raise
+        return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+
+
+# -- what identifies a call across runs -----------------------------------------------------
+
+
+class _KeyPickler(pickle.Pickler):
+    """Pickles a call's arguments with every upstream future replaced by what identifies its
+    result: its own key, or a digest of its value (a block's result, say). Hashing keys
+    rather than values makes a chain's keys cheap and stable even for large results.
+    """
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, TaskFuture):
+            key = getattr(obj, "_cache_key", None)
+            if key is None:
+                key = "value:" + hashlib.sha256(_dumps(obj.result())).hexdigest()
+            return key
+        return None
+
+
+def cache_key(task: TaskRecord) -> str | None:
+    """What identifies ``task``'s call across runs, or ``None`` when nothing stable does.
+
+    The function's module and qualified name, plus either the task's ``cache_key=`` option
+    (a string, or a function of the call's arguments) or a hash of the pickled arguments.
+    """
+    fn = task.fn
+    scope = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', task.name)}"
+    explicit = task.options.cache_key
+    try:
+        if explicit is not None:
+            if callable(explicit):
+                from asyncflow import _deps
+
+                explicit = explicit(*_deps.resolve(task.args), **_deps.resolve(task.kwargs))
+            identity = f"explicit:{explicit}".encode()
+        else:
+            buffer = io.BytesIO()
+            _KeyPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((task.args, task.kwargs))
+            identity = buffer.getvalue()
+    except Exception as exc:
+        log.debug("task %s (%s) has no cache key and will run on resume: %s: %s", task.name,
+                  task.uid, type(exc).__name__, exc)
+        return None
+    return hashlib.sha256(scope.encode() + b"\0" + identity).hexdigest()
+
+
+# -- finding a run to resume ---------------------------------------------------------------
+
+
+def find_run(work_dir: Path, resume: bool | str, uid: str | None) -> str | None:
+    """The uid of the run to resume in ``work_dir``, or ``None`` to start a new one.
+
+    ``resume`` names a run (its uid), or is ``True``: then ``uid`` if given, else the most
+    recent run of the same script (``sys.argv[0]``) that has a journal.
+    """
+    if isinstance(resume, str):
+        if not (work_dir / resume / FILENAME).exists():
+            raise FileNotFoundError(f"resume={resume!r}: there is no run journal "
+                                    f"{work_dir / resume / FILENAME}")
+        return resume
+    if uid is not None:
+        return uid
+    script, best, best_started = _script(), None, -1.0
+    for path in work_dir.glob(f"*/{FILENAME}"):
+        try:
+            conn = _connect(path, read_only=True)
+            try:
+                row = conn.execute("SELECT max(started) FROM sessions WHERE script = ?",
+                                   (script,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            log.warning("skipping unreadable run journal %s: %s", path, exc)
+            continue
+        if row and row[0] is not None and row[0] > best_started:
+            best, best_started = path.parent.name, row[0]
+    return best
+
+
+# -- the observer plugin ---------------------------------------------------------------------
+
+
+class JournalPlugin:
+    """Writes an engine's state changes to its journal. Registered as ``asyncflow.journal``;
+    an engine calls it only when created with ``journal=True`` (or ``resume``).
+    """
+
+    @hookimpl
+    def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
+                               dependencies: Sequence[TaskFuture[Any]]) -> None:
+        if engine.journal is not None:
+            engine.journal.task_created(task, dependencies)
+
+    @hookimpl
+    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
+                                     new: TaskState) -> None:
+        if engine.journal is not None:
+            engine.journal.task_changed(task, new)
+
+    @hookimpl
+    def asyncflow_engine_stopped(self, engine: WorkflowEngine,
+                                 error: BaseException | None) -> None:
+        if engine.journal is not None:
+            engine.journal.close(error)
+
+
+# -- reading a journal -----------------------------------------------------------------------
+
+
+@dataclass
+class TaskRun:
+    """One task or block of a session, folded from its events."""
+
+    uid: str
+    name: str
+    kind: str
+    function: str
+    block: str | None = None
+    backend: str | None = None
+    state: str = TaskState.PENDING.value
+    created: float | None = None
+    started: float | None = None  # first RUNNING
+    finished: float | None = None  # terminal state
+    attempts: int = 1
+    exit_code: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    resumed: bool = False
+    dependencies: list[str] = field(default_factory=list)
+    failed_attempts: list[tuple[float, int, str | None, str | None]] = field(
+        default_factory=list)  # (time, attempt that failed, error type, error)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first RUNNING to the end, when both are known."""
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+
+@dataclass
+class Run:
+    """A run read back from its journal: its sessions, and the tasks of one session."""
+
+    path: Path
+    uid: str
+    session: int
+    sessions: list[dict[str, Any]]
+    tasks: dict[str, TaskRun]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The row of :attr:`session` in the ``sessions`` table."""
+        return next(s for s in self.sessions if s["session"] == self.session)
+
+
+def read_run(run_dir: str | Path, session: int | None = None) -> Run:
+    """Read the journal in ``run_dir`` (a run folder, or the journal file itself).
+
+    Args:
+        run_dir: ``<work_dir>/<engine uid>``, or the path of its ``journal.sqlite``.
+        session: which start of the run to read; the latest by default.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.exists():
+        raise FileNotFoundError(f"no run journal at {path} (runs write one with "
+                                "WorkflowEngine.create(journal=True) or asyncflow run --journal)")
+    conn = _connect(path, read_only=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        sessions = [dict(r) for r in conn.execute("SELECT * FROM sessions ORDER BY session")]
+        if not sessions:
+            raise ValueError(f"{path} records no session")
+        chosen = sessions[-1]["session"] if session is None else session
+        if chosen not in {s["session"] for s in sessions}:
+            raise ValueError(f"{path} has sessions {[s['session'] for s in sessions]}, not "
+                             f"{chosen}")
+        tasks = _fold(conn.execute("SELECT * FROM events WHERE session = ? ORDER BY rowid",
+                                   (chosen,)))
+        for uid, dependency in conn.execute(
+                "SELECT uid, dependency FROM dependencies WHERE session = ?", (chosen,)):
+            if uid in tasks:
+                tasks[uid].dependencies.append(dependency)
+    finally:
+        conn.close()
+    uid = next(s["engine"] for s in sessions if s["session"] == chosen)
+    return Run(path, uid, chosen, sessions, tasks)
+
+
+def _fold(events: Iterable[sqlite3.Row]) -> dict[str, TaskRun]:
+    tasks: dict[str, TaskRun] = {}
+    for e in events:
+        task = tasks.get(e["uid"])
+        if task is None:
+            task = tasks[e["uid"]] = TaskRun(e["uid"], e["name"], e["kind"], e["function"],
+                                             block=e["block"], created=e["time"])
+        state = e["state"]
+        task.state = state
+        task.attempts = max(task.attempts, e["attempt"] or 1)
+        task.backend = e["backend"] or task.backend
+        if state == "RUNNING" and task.started is None:
+            task.started = e["time"]
+        elif state == "PENDING" and e["error_type"] is not None:
+            task.failed_attempts.append((e["time"], e["attempt"] - 1, e["error_type"],
+                                         e["error"]))
+        elif state in ("DONE", "FAILED", "CANCELLED"):
+            task.finished = e["time"]
+            task.exit_code = e["exit_code"]
+            task.error_type, task.error = e["error_type"], e["error"]
+            task.resumed = bool(e["resumed"])
+            if task.kind == BLOCK and task.started is None:
+                task.started = task.created
+    return tasks

@@ -1,0 +1,169 @@
+"""A live display of a run's tasks by state, per backend, drawn with rich on a terminal.
+
+``asyncflow run`` shows it by default; from Python, ``WorkflowEngine.create(progress=True)``.
+It stays silent when stderr is not a terminal (a log file, CI, a pipe), and when rich is not
+installed (``pip install 'asyncflow-core[progress]'``).
+
+It is an ordinary observer plugin, registered as ``asyncflow.progress`` through the same door
+as any third-party plugin. The observers only add and subtract counts on the event loop; rich
+redraws from its own refresh thread four times a second, so a run of a million tasks costs a
+few integer updates per task, not a redraw per task.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from asyncflow._plugins import hookimpl
+from asyncflow._task import BLOCK
+from asyncflow.backend import TaskState
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from asyncflow._engine import WorkflowEngine
+    from asyncflow._task import TaskFuture, TaskRecord
+
+__all__ = ["ProgressDisplay", "console_for"]
+
+log = logging.getLogger("asyncflow.progress")
+
+BLOCKS = "blocks"  # the row of blocks, which run on the engine itself
+UNKNOWN = "?"  # tasks that name a backend the engine does not have (they fail at once)
+_STYLES = {TaskState.PENDING: "dim", TaskState.RUNNING: "cyan", TaskState.DONE: "green",
+           TaskState.FAILED: "red", TaskState.CANCELLED: "yellow"}
+
+
+def console_for(progress: Any) -> Console | None:
+    """The rich console to draw on for ``create(progress=...)``, or ``None`` for no display.
+
+    ``True`` means stderr when it is a terminal; a :class:`rich.console.Console` is used as
+    given (tests and tools pass one that writes to a file).
+    """
+    if not progress:
+        return None
+    if progress is not True:
+        return progress  # type: ignore[no-any-return]
+    if not sys.stderr.isatty():  # before importing rich: a batch job pays nothing
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        log.warning("progress=True needs rich, which is not installed: "
+                    "pip install 'asyncflow-core[progress]'")
+        return None
+    console = Console(stderr=True)
+    return console if console.is_terminal else None
+
+
+class ProgressDisplay:
+    """Counts of an engine's tasks by backend and state, and the rich ``Live`` showing them."""
+
+    def __init__(self, engine: WorkflowEngine, console: Console) -> None:
+        from rich.live import Live
+
+        self.engine = engine
+        self.default_backend = engine.default_backend
+        # Rows exist before the refresh thread reads them: it never sees the dict change size.
+        names = [*engine.backends, BLOCKS, UNKNOWN]
+        self.counts: dict[str, dict[TaskState, int]] = {
+            name: dict.fromkeys(TaskState, 0) for name in names}
+        self.started = time.monotonic()
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
+                         transient=False, redirect_stdout=True, redirect_stderr=True)
+
+    def _row(self, task: TaskRecord) -> dict[TaskState, int]:
+        if task.kind == BLOCK:
+            return self.counts[BLOCKS]
+        name = task.backend or task.options.backend or self.default_backend
+        return self.counts.get(name) or self.counts[UNKNOWN]
+
+    def created(self, task: TaskRecord) -> None:
+        self._row(task)[TaskState.PENDING] += 1
+
+    def changed(self, task: TaskRecord, old: TaskState, new: TaskState) -> None:
+        row = self._row(task)
+        row[old] -= 1
+        row[new] += 1
+
+    def render(self) -> RenderableType:
+        """The table: one row per backend that has tasks, and blocks; drawn by rich's thread."""
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        elapsed = time.monotonic() - self.started
+        table = Table(title=f"AsyncFlow {self.engine.uid}  ·  {_clock(elapsed)}",
+                      title_justify="left", title_style="bold", box=None, padding=(0, 1))
+        table.add_column("backend", style="bold")
+        for state in TaskState:
+            table.add_column(state.value.lower(), justify="right", style=_STYLES[state])
+        table.add_column("progress", width=32)
+        table.add_column("", justify="right")
+        for name, counts in [(n, dict(c)) for n, c in self.counts.items()]:
+            total = sum(counts.values())
+            if not total:
+                continue
+            finished = sum(counts[s] for s in TaskState if s.is_terminal)
+            bar = ProgressBar(total=total, completed=finished, width=30,
+                              complete_style="red" if counts[TaskState.FAILED] else "green",
+                              finished_style="red" if counts[TaskState.FAILED] else "green")
+            table.add_row(name, *(str(counts[s]) for s in TaskState), bar,
+                          f"{finished}/{total}")
+        return table
+
+    def start(self) -> None:
+        self.live.start()
+
+    def stop(self) -> None:
+        self.live.stop()  # leaves the final table on the screen
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class ProgressPlugin:
+    """Shows a :class:`ProgressDisplay` for each engine created with ``progress=True``.
+    Registered as ``asyncflow.progress``; other engines never call it.
+    """
+
+    def __init__(self) -> None:
+        self._displays: dict[WorkflowEngine, ProgressDisplay] = {}
+
+    @hookimpl
+    def asyncflow_engine_started(self, engine: WorkflowEngine) -> None:
+        if engine.progress is None:
+            return
+        display = ProgressDisplay(engine, engine.progress)
+        try:
+            display.start()
+        except Exception as exc:  # rich allows one live display per console at a time
+            log.warning("no progress display for %s: %s", engine.uid, exc)
+            return
+        self._displays[engine] = display
+
+    @hookimpl
+    def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
+                               dependencies: Sequence[TaskFuture[Any]]) -> None:
+        display = self._displays.get(engine)
+        if display is not None:
+            display.created(task)
+
+    @hookimpl
+    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
+                                     old: TaskState, new: TaskState) -> None:
+        display = self._displays.get(engine)
+        if display is not None:
+            display.changed(task, old, new)
+
+    @hookimpl
+    def asyncflow_engine_stopped(self, engine: WorkflowEngine) -> None:
+        display = self._displays.pop(engine, None)
+        if display is not None:
+            display.stop()
