@@ -1,0 +1,109 @@
+"""What a process-pool worker runs for each task. Imported in the workers: keep it light.
+
+A worker process keeps one event loop for its whole life, so ``async def`` bodies never pay
+for a new loop per task. Before each body it announces ``<ticket> <pid>`` on a local socket of
+the backend, which learns that the task is RUNNING and which process to kill to stop it.
+Outcomes travel back cloudpickled, so exception classes and values defined in closures or in
+``__main__`` survive the trip; an exception's traceback text travels with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import traceback
+from multiprocessing import util
+from typing import Any
+
+import cloudpickle
+
+from asyncflow_concurrent._loops import close_loop
+
+__all__ = ["RemoteTraceback", "run", "unpack"]
+
+_loop: asyncio.AbstractEventLoop | None = None
+_channels: dict[str, socket.socket] = {}
+_pid = 0  # the process that owns _loop and _channels (a fork copies them)
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - it is not an error of its own
+    """The traceback of an exception raised in a worker process, as text.
+
+    It is the ``__cause__`` of the exception a task raised in a worker, so the traceback
+    printed in the parent shows where the body failed.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def run(payload: bytes, address: str, token: bytes, ticket: int) -> bytes:
+    """Run one body in this worker; returns the cloudpickled outcome (see :func:`unpack`)."""
+    _own_state()
+    _announce(address, token, ticket)
+    try:
+        function, args, kwargs, is_coroutine = cloudpickle.loads(payload)
+        if is_coroutine:
+            value = _event_loop().run_until_complete(function(*args, **kwargs))
+        else:
+            value = function(*args, **kwargs)
+    except BaseException as exc:  # even SystemExit: the task failed, not the worker
+        return _pack_error(exc)
+    try:
+        return bytes(cloudpickle.dumps((True, value)))
+    except Exception as exc:
+        return _pack_error(TypeError(f"the task's return value ({type(value).__qualname__}) "
+                                     f"cannot be sent back from its worker process: {exc}"))
+
+
+def unpack(data: bytes) -> Any:
+    """The value a body returned, or raise its exception with its remote traceback."""
+    outcome = cloudpickle.loads(data)
+    if outcome[0]:
+        return outcome[1]
+    _, error, text = outcome
+    error.__cause__ = RemoteTraceback(text)
+    raise error
+
+
+def _pack_error(exc: BaseException) -> bytes:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        return bytes(cloudpickle.dumps((False, exc, text)))
+    except Exception as why:  # an exception that cannot travel: send its description
+        stand_in = RuntimeError(f"{type(exc).__qualname__}: {exc} (the exception itself "
+                                f"cannot be sent back from the worker process: {why})")
+        return bytes(cloudpickle.dumps((False, stand_in, text)))
+
+
+def _own_state() -> None:
+    # A worker forked from another worker would share its socket and loop: start afresh.
+    global _loop, _pid
+    if _pid != os.getpid():
+        _pid = os.getpid()
+        _loop = None
+        _channels.clear()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        util.Finalize(None, close_loop, args=(_loop,), exitpriority=0)  # at worker exit
+    return _loop
+
+
+def _announce(address: str, token: bytes, ticket: int) -> None:
+    channel = _channels.get(address)
+    if channel is None:
+        channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel.connect(address)
+        channel.sendall(token + b"\n")
+        _channels[address] = channel
+        util.Finalize(None, channel.close, exitpriority=0)
+    channel.sendall(b"%d %d\n" % (ticket, os.getpid()))

@@ -1,0 +1,219 @@
+"""``ConcurrentExecutionBackend``: tasks run on this machine, where the executor given says.
+
+============================  ==========================================  ======================
+``executor``                  ``async def`` bodies                        plain ``def`` bodies
+============================  ==========================================  ======================
+none (the default)            coroutines on the engine's event loop       a thread pool
+``ThreadPoolExecutor``        a worker thread each, on that thread's       a worker thread each
+                              persistent event loop
+``ProcessPoolExecutor``       a worker process each, on that process's     a worker process each
+                              persistent event loop
+============================  ==========================================  ======================
+
+Executable tasks run as child processes of this process in every mode, driven from the
+engine's loop by :func:`asyncflow.executables.run` (their own process group, killed on cancel
+and timeout).
+
+Each task is driven by one asyncio task on the engine's loop, held in ``_jobs`` until it has
+reported its fate: cancelling that driver cancels the task, and the driver's end is the one
+terminal report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Literal
+
+from asyncflow import executables
+from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskUpdate
+from asyncflow.errors import TaskTimeoutError
+from asyncflow_concurrent._job import Job, Runner
+
+__all__ = ["ConcurrentExecutionBackend", "LocalExecutionBackend"]
+
+log = logging.getLogger("asyncflow.concurrent")
+
+Mode = Literal["loop", "threads", "processes"]
+
+_THREAD_NOTE = ("; its body keeps running in its thread until it returns (Python threads "
+                "cannot be interrupted)")
+
+
+class ConcurrentExecutionBackend(ExecutionBackend):
+    """Run tasks on this machine: on the event loop, in threads, or in worker processes.
+
+    Args:
+        executor: Where function bodies run. ``None`` (the default): ``async def`` bodies run
+            on the engine's event loop and plain ``def`` bodies in a thread pool. A
+            ``ThreadPoolExecutor``: every body occupies one of its threads (``async def``
+            bodies on that thread's own event loop). A ``ProcessPoolExecutor``: every body
+            runs in one of its worker processes, sent there with cloudpickle. The strings
+            ``"threads"`` and ``"processes"`` make the backend create that pool (for
+            configuration files). The backend shuts the executor down with itself.
+        max_workers: Size of the pool the backend creates (the thread pool for plain bodies
+            when ``executor`` is ``None``); not allowed with an executor instance.
+
+    Cancelling or timing out a task stops its body, except a plain ``def`` body running in
+    a thread: threads cannot be interrupted, so such a task is settled at once (cancelled, or
+    failed with :class:`~asyncflow.TaskTimeoutError`) while the thread runs the body to its end.
+    """
+
+    name = "concurrent"
+    capabilities = Capabilities(
+        function_tasks=True,
+        executable_tasks=True,
+        cancel_running=True,  # except plain def bodies in threads: see the class docstring
+        capture_stdio=True,
+        timeouts=True,  # same exception
+    )
+
+    def __init__(self, executor: Executor | Literal["threads", "processes"] | None = None, *,
+                 max_workers: int | None = None) -> None:
+        super().__init__()
+        if isinstance(executor, str):
+            if executor not in ("threads", "processes"):
+                raise ValueError(f"{type(self).__name__}: executor={executor!r} is not one of "
+                                 "'threads', 'processes' (or an executor instance)")
+        elif executor is not None and not isinstance(executor, ThreadPoolExecutor
+                                                     | ProcessPoolExecutor):
+            raise TypeError(f"{type(self).__name__}: executor must be a ThreadPoolExecutor or a "
+                            f"ProcessPoolExecutor, not {type(executor).__name__}")
+        if max_workers is not None:
+            if isinstance(executor, Executor):
+                raise TypeError(f"{type(self).__name__}: max_workers= sizes a pool the backend "
+                                f"creates; the {type(executor).__name__} given has its own")
+            if isinstance(max_workers, bool) or not isinstance(max_workers, int) or \
+                    max_workers < 1:
+                raise ValueError(f"{type(self).__name__}: max_workers must be a whole number "
+                                 f">= 1, not {max_workers!r}")
+        self._executor = executor
+        self._max_workers = max_workers
+        self._jobs: dict[str, Job] = {}
+        self._runner: Runner | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """``"loop"``, ``"threads"`` or ``"processes"``: where function bodies run."""
+        if self._executor is None:
+            return "loop"
+        if self._executor == "processes" or isinstance(self._executor, ProcessPoolExecutor):
+            return "processes"
+        return "threads"
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = self._executor
+        if self.mode == "processes":
+            from asyncflow_concurrent._processes import ProcessRunner, new_pool  # cloudpickle
+
+            pool = executor if isinstance(executor, ProcessPoolExecutor) else new_pool(
+                self._max_workers)
+            runner = ProcessRunner(pool, loop)
+            await runner.start()
+            self._runner = runner
+        else:
+            from asyncflow_concurrent._threads import ThreadRunner
+
+            self._runner = ThreadRunner(
+                executor if isinstance(executor, ThreadPoolExecutor) else ThreadPoolExecutor(
+                    self._max_workers, thread_name_prefix="asyncflow-concurrent"), loop)
+        log.info("concurrent execution backend started (function bodies: %s)", self._where())
+
+    def _where(self) -> str:
+        return {"loop": "event loop + thread pool", "threads": "thread pool",
+                "processes": "process pool"}[self.mode]
+
+    async def shutdown(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.closing = True
+        drivers = [job.driver for job in self._jobs.values() if job.driver is not None]
+        for driver in drivers:
+            driver.cancel()
+        if drivers:
+            await asyncio.gather(*drivers, return_exceptions=True)
+        if runner is not None:
+            await runner.close()
+        log.info("concurrent execution backend shut down")
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def submit(self, tasks: Sequence[TaskSpec]) -> None:
+        if self._runner is None or self._runner.closing:
+            raise RuntimeError(f"{type(self).__name__} is not running")
+        loop = asyncio.get_running_loop()
+        for spec in tasks:
+            job = Job(spec, self.report)
+            self._jobs[spec.uid] = job
+            job.driver = loop.create_task(self._drive(job), name=f"asyncflow {spec.uid}")
+            job.driver.add_done_callback(functools.partial(self._cancelled_early, job))
+
+    async def cancel(self, uid: str) -> bool:
+        job = self._jobs.get(uid)
+        if job is None or job.driver is None or job.finished:
+            return False
+        if not job.interruptible:  # it will run to its end and report how it ended
+            log.warning("task %r (%s) cannot be stopped: its body runs in a thread until it "
+                        "returns (Python threads cannot be interrupted)", job.spec.name, uid)
+            return False
+        job.driver.cancel()
+        return True
+
+    async def _drive(self, job: Job) -> None:
+        """Run one task and send its one terminal report."""
+        spec = job.spec
+        update: TaskUpdate
+        try:
+            async with asyncio.timeout(None) as deadline:  # armed when the body starts
+                job.deadline = deadline
+                value = await self._execute(job)
+        except asyncio.CancelledError:
+            update = TaskUpdate.canceled(spec.uid)  # the driver is ours: its end is the report
+        except TimeoutError as exc:
+            error: BaseException = exc
+            if deadline.expired():
+                error = TaskTimeoutError(spec.name, spec.timeout or 0,
+                                         "" if job.interruptible else _THREAD_NOTE)
+            update = TaskUpdate.failed(spec.uid, error)
+        except (Exception, SystemExit) as exc:  # the task failed, not the backend
+            update = TaskUpdate.failed(spec.uid, exc)
+        except BaseException as exc:  # KeyboardInterrupt: settle the task, then let it go on
+            self._settle(job, TaskUpdate.failed(spec.uid, exc))
+            raise
+        else:
+            update = TaskUpdate.done(spec.uid, value)
+        self._settle(job, update)
+
+    def _cancelled_early(self, job: Job, driver: asyncio.Task[None]) -> None:
+        # A driver cancelled before its first step never enters _drive: settle it here.
+        if not job.finished:
+            self._settle(job, TaskUpdate.canceled(job.spec.uid))
+
+    def _settle(self, job: Job, update: TaskUpdate) -> None:
+        job.finished = True
+        if self._jobs.get(job.spec.uid) is job:  # a retry may already own the uid
+            del self._jobs[job.spec.uid]
+        self.report(update)
+
+    async def _execute(self, job: Job) -> Any:
+        spec = job.spec
+        if spec.kind is TaskKind.EXECUTABLE:
+            job.begin(arm_deadline=False)  # run() enforces spec.timeout and kills the group
+            return await executables.run(spec)
+        assert spec.function is not None
+        if spec.is_coroutine and self.mode == "loop":
+            body = spec.function(*spec.args, **spec.kwargs)
+            job.begin()
+            return await body
+        assert self._runner is not None
+        return await self._runner.run(job)
+
+
+LocalExecutionBackend = ConcurrentExecutionBackend
+"""RADICAL AsyncFlow's other name for this backend (registered as ``local`` too)."""
