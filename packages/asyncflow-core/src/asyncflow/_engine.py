@@ -414,16 +414,21 @@ class WorkflowEngine(DecoratorsMixin):
         desc = options.description
         caps = backend.capabilities
         kind = TaskKind.EXECUTABLE if record.kind == EXECUTABLE else TaskKind.FUNCTION
-        missing = caps.missing(
-            function_tasks=kind is TaskKind.FUNCTION,
-            executable_tasks=kind is TaskKind.EXECUTABLE,
-            capture_stdio=options.capture_stdio and kind is TaskKind.EXECUTABLE,
-            timeouts=options.timeout is not None,
-        )
-        if missing:
-            raise CapabilityError(
-                f"task {record.name!r} ({record.uid}) needs {' and '.join(missing)}, which "
-                f"backend {backend.name!r} ({type(backend).__name__}) does not provide")
+        # The usual case, a function task on a backend that runs functions, is settled by two
+        # attribute reads; anything else goes through the full check.
+        if kind is not TaskKind.FUNCTION or not caps.function_tasks or (
+                options.timeout is not None and not caps.timeouts):
+            missing = caps.missing(
+                function_tasks=kind is TaskKind.FUNCTION,
+                executable_tasks=kind is TaskKind.EXECUTABLE,
+                capture_stdio=options.capture_stdio and kind is TaskKind.EXECUTABLE,
+                timeouts=options.timeout is not None,
+            )
+            if missing:
+                raise CapabilityError(
+                    f"task {record.name!r} ({record.uid}) needs {' and '.join(missing)}, "
+                    f"which backend {backend.name!r} ({type(backend).__name__}) does not "
+                    "provide")
         if kind is TaskKind.FUNCTION:
             fn = record.fn
             if options.retry is not None:  # the body can ask for its attempt
