@@ -28,6 +28,7 @@ from asyncflow.errors import (
     CapabilityError,
     DependencyFailureError,
     EngineClosedError,
+    UnknownBackendError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
 
@@ -48,7 +49,8 @@ _SPEC_KEYS = ("shell", "cwd", "env")  # task_description keys the engine turns i
 
 class WorkflowEngine(DecoratorsMixin):
     """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
-    or ``async with WorkflowEngine.create(...) as flow``; close it with ``await flow.shutdown()``.
+    (or ``async with await WorkflowEngine.create(...) as flow``, which shuts it down on exit);
+    close it with ``await flow.shutdown()``.
     """
 
     def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
@@ -183,39 +185,65 @@ class WorkflowEngine(DecoratorsMixin):
                         tb: TracebackType | None) -> None:
         await self.shutdown()
 
-    async def shutdown(self, *, skip_execution_backend: bool = False,
-                       error: BaseException | None = None) -> None:
+    async def shutdown(self, *, skip_execution_backend: bool = False) -> None:
         """Cancel every unfinished task and block, close the backends, refuse new work.
 
         Idempotent, safe to call concurrently and from inside a task or block: the work runs
-        in its own task, which the caller's cancellation does not interrupt.
+        in its own task, which the caller's cancellation does not interrupt. It takes at most
+        about twice :attr:`shutdown_timeout` (tasks, then backends), and leaves no task's
+        future pending.
         """
+        await asyncio.shield(self._begin_shutdown(skip_execution_backend))
+
+    def _begin_shutdown(self, skip_backends: bool = False,
+                        error: BaseException | None = None) -> asyncio.Task[None]:
+        """Start the shutdown, once; every caller of :meth:`shutdown` waits for this task."""
         if self._closing is None:
-            self._closing = self.loop.create_task(
-                self._shutdown(skip_execution_backend, error), name=f"{self.uid} shutdown")
-        await asyncio.shield(self._closing)
+            self._closing = self.loop.create_task(self._shutdown(skip_backends, error),
+                                                  name=f"{self.uid} shutdown")
+        return self._closing
 
     async def _shutdown(self, skip_backends: bool, error: BaseException | None) -> None:
-        for record in list(self._records.values()):
-            self._cancel(record, "the workflow engine is shutting down")
-        # Block bodies and executable commands finish their cancellation; submits finish.
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=self.shutdown_timeout)
-            for task in late:
+        try:
+            for record in list(self._records.values()):
+                self._cancel(record, "the workflow engine is shutting down")
+            # Block bodies and executable commands finish their cancellation; submits finish.
+            for task in await self._outlast([t for t in self._tasks if not t.done()]):
                 log.error("%s did not finish within %ss of shutdown", task, self.shutdown_timeout)
-        if not skip_backends:
-            closes = [self.loop.create_task(b.close()) for b in self.backends.values()]
-            done, late = await asyncio.wait(closes, timeout=self.shutdown_timeout)
-            for task in done:
-                if task.exception() is not None:
-                    log.error("backend shutdown failed", exc_info=task.exception())
-            for task in late:
-                task.cancel()
-                log.error("a backend did not shut down within %ss", self.shutdown_timeout)
-        _signals.uninstall(self)
-        if self._observers.engine_stopped:
-            self._observers.call(self._observers.engine_stopped, engine=self, error=error)
+            for record in list(self._records.values()):  # a block body ignored its cancellation
+                self._finish(record, TaskState.CANCELLED)
+            if not skip_backends:
+                closes = {self._spawn(b.close(), f"close {b.name}"): b
+                          for b in self.backends.values()}
+                late = await self._outlast(closes)
+                for task, backend in closes.items():
+                    if task in late:
+                        task.cancel()
+                        log.error("backend %r did not shut down within %ss", backend.name,
+                                  self.shutdown_timeout)
+                    elif not task.cancelled() and task.exception() is not None:
+                        log.error("backend %r failed to shut down", backend.name,
+                                  exc_info=task.exception())
+        finally:
+            if self._observers.engine_stopped:
+                self._observers.call(self._observers.engine_stopped, engine=self, error=error)
+            _signals.uninstall(self)  # last: a signal that stopped the engine acts after this
+
+    async def _outlast(self, tasks: Iterable[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:
+        """Wait up to :attr:`shutdown_timeout` for ``tasks``; return those still running.
+
+        A cancellation does not cut the wait short: ``asyncio.run()`` cancels every task as
+        soon as its main task ends, which the shutdown itself may cause (by cancelling the
+        futures the main task awaits), and the backends must still be closed.
+        """
+        pending = set(tasks)
+        deadline = self.loop.time() + self.shutdown_timeout
+        while pending and (remaining := deadline - self.loop.time()) > 0:
+            try:
+                _, pending = await asyncio.wait(pending, timeout=remaining)
+            except asyncio.CancelledError:
+                continue
+        return pending
 
     @property
     def closed(self) -> bool:
@@ -292,7 +320,7 @@ class WorkflowEngine(DecoratorsMixin):
         if cancelled:
             self._finish(record, TaskState.CANCELLED)
         elif failed:
-            self._fail_dependency(record, failed[0])
+            self._fail_dependency(record, *failed)
         elif record.waiting == 0:
             self._release(record)
 
@@ -308,7 +336,8 @@ class WorkflowEngine(DecoratorsMixin):
             if record.waiting == 0:
                 self._release(record)
 
-    def _fail_dependency(self, record: TaskRecord, dep: TaskFuture[Any]) -> None:
+    def _fail_dependency(self, record: TaskRecord, dep: TaskFuture[Any],
+                         *also_failed: TaskFuture[Any]) -> None:
         cause = dep.exception()
         root_task = f"{dep.name!r} ({dep.uid})"
         if isinstance(cause, DependencyFailureError):  # report the task that failed first
@@ -317,7 +346,8 @@ class WorkflowEngine(DecoratorsMixin):
         error = DependencyFailureError(
             f"Cannot execute {record.name!r} ({record.uid}) due to dependency failure: "
             f"{root_task} failed with {type(cause).__name__}: {cause}",
-            failed_dependencies=[dep.name], root_cause=cause, root_task=root_task)
+            failed_dependencies=[dep.name, *(d.name for d in also_failed)], root_cause=cause,
+            root_task=root_task)
         self._finish(record, TaskState.FAILED, error=error)
 
     # -- release: a record with all dependencies done goes to its backend ------------------
@@ -390,7 +420,9 @@ class WorkflowEngine(DecoratorsMixin):
         batch.append(record.spec)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._spawn(self._flush(), "asyncflow submit")
+            # A fresh context: the caller's (a block's, say) must not leak into the submit and
+            # into bodies a backend runs on this loop.
+            self._spawn(self._flush(), "asyncflow submit", contextvars.Context())
 
     def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
         backend = record.executor
@@ -402,7 +434,7 @@ class WorkflowEngine(DecoratorsMixin):
                 try:
                     backend = self.backends[name]
                 except KeyError:
-                    raise LookupError(
+                    raise UnknownBackendError(
                         f"task {record.name!r} ({record.uid}) asks for backend {name!r}, but "
                         f"this engine has {', '.join(map(repr, self.backends))}") from None
             record.executor = backend
@@ -478,8 +510,9 @@ class WorkflowEngine(DecoratorsMixin):
                     error.__cause__ = exc
                     self._finish(record, TaskState.FAILED, error=error)
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro, name=name)
+    def _spawn(self, coro: Any, name: str,
+               context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -559,6 +592,9 @@ class WorkflowEngine(DecoratorsMixin):
             record.error = error if error is not None else BackendError(
                 f"task {record.name!r} ({record.uid}) failed without an error")
             future.set_exception(record.error)
+            # Mark it retrieved: a failure the user never awaits (an intermediate task whose
+            # dependents report it, a fire-and-forget call) is not a forgotten error to log.
+            future.exception()
         else:
             asyncio.Future.cancel(future)
         self._set_state(record, state)
@@ -599,7 +635,12 @@ class WorkflowEngine(DecoratorsMixin):
             record.body.cancel(msg)
         spec, backend = record.spec, record.executor
         self._finish(record, TaskState.CANCELLED)
-        if spec is not None and backend is not None and not backend.closed:
+        if spec is None or backend is None or backend.closed:
+            return True
+        batch = self._batches.get(backend)
+        if batch is not None and any(s is spec for s in batch):  # not submitted yet: keep it
+            batch.remove(spec)
+        else:
             self._spawn(self._cancel_in_backend(backend, spec.uid), f"cancel {spec.uid}")
         return True
 

@@ -22,13 +22,16 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _engines: list[WorkflowEngine] = []
 _previous: dict[int, Any] = {}
 _loop: asyncio.AbstractEventLoop | None = None
-_stopping: set[asyncio.Task[None]] = set()  # strong references to the shutdown tasks
+_pending: int | None = None  # the signal to raise once the engines it stopped are down
+_stopping: set[WorkflowEngine] = set()  # the engines that signal is stopping
 
 
 def install(engine: WorkflowEngine) -> None:
     global _loop
     if threading.current_thread() is not threading.main_thread():
         return
+    if _loop is not None and _loop is not engine.loop and not _loop.is_running():
+        _forget()  # engines left open on a loop that has ended: their handlers ended with it
     if not _engines:
         try:
             for sig in SIGNALS:
@@ -44,10 +47,35 @@ def install(engine: WorkflowEngine) -> None:
 
 
 def uninstall(engine: WorkflowEngine) -> None:
-    if engine in _engines:
-        _engines.remove(engine)
-        if not _engines:
-            _restore()
+    """Called last in an engine's shutdown; raises a pending signal after the last one."""
+    global _pending
+    if engine not in _engines:
+        return
+    _engines.remove(engine)
+    _stopping.discard(engine)
+    loop = _loop
+    if not _engines:
+        _restore()
+    if _pending is not None and not _stopping and loop is not None:
+        sig, _pending = _pending, None
+        # From a callback of its own, not from the shutdown task: nothing stores the
+        # KeyboardInterrupt, it goes up through the loop to the program.
+        loop.call_soon(signal.raise_signal, sig)
+
+
+def _on_signal(sig: int) -> None:
+    global _pending
+    if _pending is not None:  # a second signal while shutting down: stop waiting
+        _forget()
+        signal.raise_signal(sig)
+        return
+    _pending = sig
+    error = KeyboardInterrupt() if sig == signal.SIGINT else SystemExit(128 + sig)
+    _stopping.update(_engines)
+    for engine in list(_engines):
+        # Each engine's shutdown task outlives a cancellation by asyncio.run(): once the
+        # last one is down, uninstall() raises the signal.
+        engine._begin_shutdown(error=error)
 
 
 def _restore() -> None:
@@ -58,6 +86,15 @@ def _restore() -> None:
         signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
     _previous.clear()
     _loop = None
+
+
+def _forget() -> None:
+    """Drop every engine and put the previous handlers back."""
+    global _pending
+    _restore()
+    _engines.clear()
+    _stopping.clear()
+    _pending = None
 
 
 def _forget_in_child() -> None:
@@ -72,29 +109,9 @@ def _forget_in_child() -> None:
     for sig, previous in _previous.items():
         signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
     _previous.clear()
-    _engines.clear()
-    _stopping.clear()
     _loop = None
+    _forget()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
-
-
-def _on_signal(sig: int) -> None:
-    if _stopping:  # a second signal while shutting down: stop waiting
-        _restore()
-        signal.raise_signal(sig)
-        return
-    assert _loop is not None
-    task = _loop.create_task(_shutdown_then_raise(sig), name=f"asyncflow {signal.Signals(sig).name}")
-    _stopping.add(task)
-    task.add_done_callback(_stopping.discard)
-
-
-async def _shutdown_then_raise(sig: int) -> None:
-    error = KeyboardInterrupt() if sig == signal.SIGINT else SystemExit(128 + sig)
-    engines = list(_engines)
-    await asyncio.gather(*(e.shutdown(error=error) for e in engines), return_exceptions=True)
-    _restore()
-    signal.raise_signal(sig)

@@ -35,7 +35,13 @@ class BackendInfo:
     error: BaseException | None = field(default=None, repr=False)
 
     def load(self) -> type[ExecutionBackend]:
-        """The backend class, importing it if it was registered as a ``"module:Class"`` path."""
+        """The backend class, importing it if it was registered as a ``"module:Class"`` path.
+
+        Raises the error that made this entry unusable (a plugin that failed to import, two
+        distributions claiming the name), if there is one.
+        """
+        if self.error is not None:
+            raise self.error.with_traceback(None)
         if isinstance(self.target, str):
             module, _, attr = self.target.partition(":")
             cls = getattr(importlib.import_module(module), attr)
@@ -74,19 +80,28 @@ class BackendRegistry:
         info = BackendInfo(name, backend, tuple(aliases), dist, version)
         for key in (name, *info.aliases):
             self._claim(key, info)
-        self._by_name[name] = info
+        if self._by_name.get(name, info).error is None:  # not refused by _claim
+            self._by_name[name] = info
         for alias in info.aliases:
-            self._aliases[alias] = name
+            self._aliases.setdefault(alias, name)
 
     def _claim(self, key: str, info: BackendInfo) -> None:
         owner = self._by_name.get(self._aliases.get(key, key))
         if owner is None or owner.target == info.target:
             return
-        raise BackendConflictError(
-            f"backend name {key!r} is claimed by both {_provenance(owner)} and "
-            f"{_provenance(info)}; uninstall one of them, or block one with "
-            "ASYNCFLOW_DISABLE_PLUGINS=<plugin>"
-        )
+        error = conflict(key, _provenance(owner), _provenance(info))
+        if info.distribution is None:  # a direct call: its caller can fix it at once
+            raise error
+        # While plugins load, a conflict poisons only the contested name: the other backends
+        # of both distributions stay usable, and using this name says why it cannot be.
+        self._refuse(key, error)
+
+    def _refuse(self, key: str, error: BaseException) -> None:
+        """Make ``key`` unusable: looking it up raises ``error``."""
+        canonical = self._aliases.get(key, key)
+        owner = self._by_name.get(canonical)
+        target = owner.target if owner is not None else key
+        self._by_name[canonical] = BackendInfo(canonical, target, (), None, None, error)
 
     def info(self, name: str) -> BackendInfo:
         """The entry for ``name`` or an alias of it; :class:`UnknownBackendError` otherwise."""
@@ -130,6 +145,13 @@ def _check_class(cls: object, name: str | None) -> None:
     if name is not None and declared != name:
         raise ValueError(f"{cls.__qualname__} declares name {declared!r} but was registered "
                          f"as {name!r}")
+
+
+def conflict(name: str, first: str, second: str) -> BackendConflictError:
+    """The error for two providers of one backend name."""
+    return BackendConflictError(
+        f"backend name {name!r} is claimed by both {first} and {second}; uninstall one of "
+        "them, or block one with ASYNCFLOW_DISABLE_PLUGINS=<entry point name>")
 
 
 def _provenance(info: BackendInfo) -> str:
