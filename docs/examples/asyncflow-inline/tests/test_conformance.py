@@ -1,0 +1,5 @@
+from asyncflow.testing import BackendConformance
+
+
+class TestInlineConformance(BackendConformance):
+    backend_name = "inline"
