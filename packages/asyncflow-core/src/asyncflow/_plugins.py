@@ -24,7 +24,7 @@ import pluggy
 
 from asyncflow import hookspecs
 from asyncflow.errors import PluginLoadError
-from asyncflow.registry import BackendInfo, BackendRegistry
+from asyncflow.registry import BackendRegistry, conflict
 
 __all__ = ["BUILTIN_OBSERVERS", "Observers", "hookimpl", "plugin_manager", "registry",
            "use_builtin"]
@@ -64,8 +64,18 @@ def register(plugin: object, name: str | None = None) -> None:
     """
     pm = plugin_manager()
     _reject_coroutines(plugin, name)
-    pm.register(plugin, name=name)
-    pm.check_pending()
+    _register_checked(pm, plugin, name)
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    """Register ``plugin`` and check its hooks; a plugin that fails is not left registered,
+    so that it cannot fail every later ``check_pending()`` too."""
+    registered = pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except Exception:
+        pm.unregister(plugin, name=registered)
+        raise
 
 
 # Observers that come with asyncflow-core. Each registers through register(), like any
@@ -108,28 +118,38 @@ def _build() -> None:
 
 def _load_entry_points(pm: pluggy.PluginManager, reg: BackendRegistry) -> None:
     blocked = {n.strip() for n in os.environ.get("ASYNCFLOW_DISABLE_PLUGINS", "").split(",")}
+    loaded: dict[str, str] = {}  # entry point name -> the distribution that provided it
     for ep in metadata.entry_points(group=GROUP):
-        if ep.name in blocked or pm.is_registered(ep.name) or pm.has_plugin(ep.name):
+        if ep.name in blocked:
             continue
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
+        where = f"{dist} {version}" if dist else f"entry point {ep.value}"
+        if ep.name in loaded:
+            if loaded[ep.name] != where:  # two distributions, one entry point name
+                error = conflict(ep.name, loaded[ep.name], where)
+                log.warning("%s", error)
+                reg._refuse(ep.name, error)
+            continue  # else the same distribution seen twice on sys.path
+        loaded[ep.name] = where
+        # A broken plugin must not break the others: its name is kept with the error, which
+        # using it raises, so the user learns which distribution to fix.
+        step = "import"
         try:
             plugin = ep.load()
             _reject_coroutines(plugin, ep.name)
-        except Exception as exc:  # a broken plugin must not break the others
-            where = f"distribution {dist} {version}" if dist else f"entry point {ep.value}"
+            step = "register"
+            reg._current = (dist, version)
+            try:
+                _register_checked(pm, plugin, ep.name)
+            finally:
+                reg._current = (None, None)
+        except Exception as exc:
             error = PluginLoadError(f"asyncflow plugin {ep.name!r} from {where} failed to "
-                                    f"import: {type(exc).__name__}: {exc}")
+                                    f"{step}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             log.warning("%s", error)
-            reg._by_name.setdefault(ep.name, BackendInfo(ep.name, ep.value, (), dist, version,
-                                                          error))
-            continue
-        reg._current = (dist, version)
-        try:
-            pm.register(plugin, name=ep.name)
-        finally:
-            reg._current = (None, None)
+            reg._refuse(ep.name, error, ep.value, dist, version)
 
 
 def _reject_coroutines(plugin: object, name: str | None) -> None:

@@ -96,12 +96,15 @@ class BackendRegistry:
         # of both distributions stay usable, and using this name says why it cannot be.
         self._refuse(key, error)
 
-    def _refuse(self, key: str, error: BaseException) -> None:
-        """Make ``key`` unusable: looking it up raises ``error``."""
+    def _refuse(self, key: str, error: BaseException, target: str | None = None,
+                distribution: str | None = None, version: str | None = None) -> None:
+        """Make ``key`` unusable: getting its class raises ``error``."""
         canonical = self._aliases.get(key, key)
         owner = self._by_name.get(canonical)
-        target = owner.target if owner is not None else key
-        self._by_name[canonical] = BackendInfo(canonical, target, (), None, None, error)
+        if target is None:
+            target = owner.target if owner is not None else key
+        self._by_name[canonical] = BackendInfo(canonical, target, (), distribution, version,
+                                               error)
 
     def info(self, name: str) -> BackendInfo:
         """The entry for ``name`` or an alias of it; :class:`UnknownBackendError` otherwise."""

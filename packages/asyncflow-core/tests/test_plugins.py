@@ -1,0 +1,300 @@
+"""Issue 2, point 10: pluggy hookspecs, the lazily built plugin manager, entry points, the
+registry with aliases, and errors that help.
+
+Entry-point tests install tiny real distributions (a ``*.dist-info`` folder with
+``entry_points.txt``) on a temporary path and run in a fresh interpreter, which builds a fresh
+plugin manager from them exactly as it would for a pip-installed plugin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pluggy
+import pytest
+from conftest import Observer
+from loop_backend import FunctionsOnlyBackend, LoopBackend
+
+import asyncflow
+from asyncflow import ExecutionBackend, WorkflowEngine
+from asyncflow.errors import PluginLoadError, UnknownBackendError
+from asyncflow.registry import BackendRegistry
+
+HOOKS = """\
+import asyncflow
+from loop_backend import LoopBackend
+
+
+class {cls}(LoopBackend):
+    name = "{backend}"
+
+
+@asyncflow.hookimpl
+def asyncflow_register_backends(registry):
+    registry.add({cls})
+"""
+
+
+def install(site: Path, dist: str, version: str, entry: str, module: str,
+            hooks: str) -> None:
+    """A distribution ``dist`` whose ``asyncflow`` entry point ``entry`` is ``module.hooks``."""
+    package = site / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "hooks.py").write_text(hooks)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[asyncflow]\n{entry} = {module}.hooks\n")
+
+
+def run_python(site: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that sees the distributions installed in ``site``."""
+    tests = Path(__file__).parent
+    environ = {**os.environ, **env,
+               "PYTHONPATH": os.pathsep.join([str(site), str(tests),
+                                              os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environ,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def expect_ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+def test_an_unknown_name_lists_installed_backends_suggests_and_says_what_to_install() -> None:
+    with pytest.raises(UnknownBackendError) as caught:
+        asyncflow.registry().get("lopp")
+    message = str(caught.value)
+    assert "no asyncflow backend named 'lopp'" in message
+    assert "Installed:" in message and "loop" in message and "noop" in message
+    assert "Did you mean 'loop'?" in message
+    assert "pip install asyncflow-lopp" in message
+
+
+def test_a_first_party_backend_missing_gets_its_distribution_name(tmp_path: Path) -> None:
+    out = expect_ok(run_python(tmp_path, """
+        import asyncflow
+        try:
+            asyncflow.registry().get("radical")
+        except asyncflow.UnknownBackendError as exc:
+            print(exc)
+        """, ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert "Installed: dry_run, noop." in out and "pip install asyncflow-radical" in out
+
+
+async def test_create_with_an_unknown_name_fails_before_anything_starts() -> None:
+    with pytest.raises(UnknownBackendError, match="Did you mean 'loop'"):
+        await WorkflowEngine.create(backend="lopp")
+
+
+async def test_aliases_resolve_to_the_canonical_name() -> None:
+    assert asyncflow.registry().get("on_loop") is LoopBackend
+    assert "on_loop" in asyncflow.registry() and "functions_only" in asyncflow.registry()
+    async with await WorkflowEngine.create(backend="on_loop") as flow:
+        assert list(flow.backends) == ["loop"] and isinstance(flow.backend, LoopBackend)
+
+
+def test_the_registry_checks_what_it_is_given() -> None:
+    registry = BackendRegistry()
+    with pytest.raises(TypeError, match="not a subclass of asyncflow.ExecutionBackend"):
+        registry.add(dict, name="mapping")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="declares name 'functions_only' but was registered"):
+        registry.add(FunctionsOnlyBackend, name="other")
+    with pytest.raises(ValueError, match="lower snake case"):
+        registry.add("pkg.backend:Cls", name="Bad-Name")
+    with pytest.raises(TypeError, match="needs name="):
+        registry.add("pkg.backend:Cls")
+    registry.add(LoopBackend)
+    registry.add(LoopBackend)  # the same class again is not a conflict
+    assert registry.names() == ["loop"]
+
+
+def test_a_lazy_path_is_imported_on_first_use() -> None:
+    registry = BackendRegistry()
+    registry.add("loop_backend:FunctionsOnlyBackend", name="functions_only")
+    assert registry.info("functions_only").target == "loop_backend:FunctionsOnlyBackend"
+    assert registry.get("functions_only") is FunctionsOnlyBackend
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+def test_an_entry_point_plugin_registers_its_backend(tmp_path: Path) -> None:
+    install(tmp_path, "asyncflow-extra", "1.2", "extra", "extra_plugin",
+            HOOKS.format(cls="Extra", backend="extra"))
+    out = expect_ok(run_python(tmp_path, """
+        import asyncio, asyncflow
+        info = asyncflow.registry().info("extra")
+        print(info.distribution, info.version, info.load().__name__)
+        async def main():
+            async with await asyncflow.WorkflowEngine.create(backend="extra") as flow:
+                @flow.function_task
+                async def one():
+                    return 1
+                print(await one())
+        asyncio.run(main())
+        """))
+    assert out.split() == ["asyncflow-extra", "1.2", "Extra", "1"]
+
+
+@pytest.mark.parametrize("same_entry_point", [False, True])
+def test_two_distributions_claiming_one_name_is_an_error_naming_both(
+        tmp_path: Path, same_entry_point: bool) -> None:
+    install(tmp_path, "clash-one", "1.0", "clash" if same_entry_point else "one", "clash_one",
+            HOOKS.format(cls="One", backend="clash"))
+    install(tmp_path, "clash-two", "2.0", "clash" if same_entry_point else "two", "clash_two",
+            HOOKS.format(cls="Two", backend="clash"))
+    out = expect_ok(run_python(tmp_path, """
+        import asyncio, asyncflow
+        try:
+            asyncflow.registry().get("clash")
+        except asyncflow.BackendConflictError as exc:
+            print(exc)
+        async def main():  # the other backends still work
+            async with await asyncflow.WorkflowEngine.create(backend="noop") as flow:
+                @flow.function_task
+                async def one(): ...
+                print(await one())
+        asyncio.run(main())
+        """))
+    assert "'clash'" in out and "clash-one 1.0" in out and "clash-two 2.0" in out
+    assert out.rstrip().endswith("Dummy Output")
+
+
+def test_a_plugin_that_fails_to_import_names_its_distribution_and_the_cause(
+        tmp_path: Path) -> None:
+    install(tmp_path, "asyncflow-broken", "0.3", "broken", "broken_plugin",
+            "import a_dependency_that_is_not_installed\n")
+    result = run_python(tmp_path, """
+        import asyncflow
+        try:
+            asyncflow.registry().get("broken")
+        except asyncflow.PluginLoadError as exc:
+            print(exc)
+            print(type(exc.__cause__).__name__)
+        print(asyncflow.registry().get("noop").__name__)
+        """)
+    out = expect_ok(result)
+    assert "'broken'" in out and "asyncflow-broken 0.3" in out
+    assert "a_dependency_that_is_not_installed" in out
+    assert "ModuleNotFoundError" in out and out.rstrip().endswith("NoopExecutionBackend")
+    assert "asyncflow-broken 0.3" in result.stderr  # warned about when the plugins load
+
+
+def test_a_plugin_with_a_misspelt_hook_is_refused_and_named(tmp_path: Path) -> None:
+    install(tmp_path, "asyncflow-typo", "0.1", "typo", "typo_plugin", textwrap.dedent("""
+        import asyncflow
+
+        @asyncflow.hookimpl
+        def asyncflow_task_state_chnged(engine, task, old, new): ...
+        """))
+    out = expect_ok(run_python(tmp_path, """
+        import asyncflow
+        try:
+            asyncflow.registry().get("typo")
+        except asyncflow.PluginLoadError as exc:
+            print(exc)
+        print(asyncflow.registry().get("noop").__name__)
+        """))
+    assert "asyncflow-typo 0.1" in out and "asyncflow_task_state_chnged" in out
+    assert out.rstrip().endswith("NoopExecutionBackend")
+
+
+def test_plugins_can_be_disabled_by_name(tmp_path: Path) -> None:
+    install(tmp_path, "asyncflow-extra", "1.0", "extra", "extra_plugin",
+            HOOKS.format(cls="Extra", backend="extra"))
+    out = expect_ok(run_python(tmp_path, """
+        import asyncflow
+        print("extra" in asyncflow.registry())
+        """, ASYNCFLOW_DISABLE_PLUGINS="extra"))
+    assert out.split() == ["False"]
+
+
+# -- registering plugin objects ----------------------------------------------------------------
+
+
+def test_check_pending_rejects_a_misspelt_hook_and_leaves_the_manager_usable() -> None:
+    class Misspelt:
+        @asyncflow.hookimpl
+        def asyncflow_engine_stoped(self, engine: object) -> None: ...
+
+    with pytest.raises(pluggy.PluginValidationError, match="asyncflow_engine_stoped"):
+        asyncflow.register(Misspelt())
+    observer = Observer()
+    asyncflow.register(observer)  # the bad plugin is gone: the next one registers fine
+    asyncflow.plugin_manager().unregister(observer)
+
+
+def test_an_async_hook_is_refused() -> None:
+    class Async:
+        @asyncflow.hookimpl
+        async def asyncflow_engine_started(self, engine: object) -> None: ...
+
+    with pytest.raises(PluginLoadError, match="asyncflow_engine_started is `async def`"):
+        asyncflow.register(Async(), name="async-observer")
+    assert not asyncflow.plugin_manager().has_plugin("async-observer")
+
+
+def test_a_plugin_registered_later_still_adds_its_backends() -> None:
+    class Late(ExecutionBackend):
+        name = "late_backend"
+
+        async def start(self) -> None: ...
+        async def submit(self, tasks: object) -> None: ...
+        async def cancel(self, uid: str) -> bool: return False
+        async def shutdown(self) -> None: ...
+
+    class LatePlugin:
+        @asyncflow.hookimpl
+        def asyncflow_register_backends(self, registry: BackendRegistry) -> None:
+            registry.add(Late)
+
+    plugin = LatePlugin()
+    asyncflow.register(plugin)  # historic: the registry already exists and still hears it
+    try:
+        assert asyncflow.registry().get("late_backend") is Late
+    finally:
+        asyncflow.plugin_manager().unregister(plugin)
+
+
+async def test_an_observer_that_raises_does_not_break_the_run(
+        caplog: pytest.LogCaptureFixture, backend: LoopBackend) -> None:
+    class Broken:
+        @asyncflow.hookimpl
+        def asyncflow_engine_started(self) -> None:
+            raise RuntimeError("observer broke on start")
+
+        @asyncflow.hookimpl
+        def asyncflow_task_state_changed(self) -> None:
+            raise RuntimeError("observer broke on a state change")
+
+        @asyncflow.hookimpl
+        def asyncflow_engine_stopped(self) -> None:
+            raise RuntimeError("observer broke on stop")
+
+    plugin = Broken()
+    asyncflow.register(plugin, name="broken-observer")
+    caplog.set_level(logging.ERROR, logger="asyncflow.plugins")
+    try:
+        async with await WorkflowEngine.create(backend=backend) as flow:
+            @flow.function_task
+            async def add(a: int, b: int) -> int:
+                return a + b
+
+            assert await add(add(1, 2), 3) == 6
+    finally:
+        asyncflow.plugin_manager().unregister(plugin)
+    assert backend.shutdown_count == 1
+    failures = [r for r in caplog.records if "'broken-observer'" in r.getMessage()]
+    assert {r.exc_info[1].args[0] for r in failures if r.exc_info and r.exc_info[1]} == {
+        "observer broke on start", "observer broke on a state change", "observer broke on stop"}
