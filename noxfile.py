@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -48,6 +49,31 @@ def integration(session: nox.Session) -> None:
     """Cross-package tests: the examples end to end, the CLI, configuration files."""
     install_packages(session, *PACKAGES[:3])
     session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(reuse_venv=False)
+def example_plugin(session: nox.Session) -> None:
+    """Build docs/examples/asyncflow-inline, install its wheel beside core as a user would
+    (not editable, not from the source tree), run its conformance test, then the workflow
+    that selects the backend by name from the example's asyncflow.toml."""
+    example = ROOT / "docs" / "examples" / "asyncflow-inline"
+    dist = Path(session.create_tmp()) / "example-dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.install("build[uv]")
+    session.run("python", "-m", "build", "--installer", "uv", "--wheel", "--outdir", str(dist),
+                str(example))
+    (wheel,) = dist.glob("asyncflow_inline-*.whl")
+    session.install(f"{ROOT / 'packages' / 'asyncflow-core'}[testing]", str(wheel))
+    session.chdir(example)
+    session.run("python", "-c", "import asyncflow_inline as m; assert 'site-packages' in "
+                "m.__file__, f'imported from {m.__file__}, not the installed wheel'")
+    session.run("asyncflow", "backends")
+    session.run("pytest", "tests", *session.posargs)
+    for command in (["asyncflow", "run", "workflow.py"], ["python", "workflow.py"]):
+        output = session.run(*command, silent=True) or ""
+        print(output, end="")
+        if "ran on 'inline'" not in output:
+            session.error(f"{' '.join(command)} did not run on the inline backend")
 
 
 @nox.session
