@@ -314,7 +314,10 @@ class WorkflowEngine(DecoratorsMixin):
             record.waiting += 1
             upstream = dep._record
             if upstream is not None and upstream.engine is self:
-                upstream.dependents.append(record)
+                if upstream.dependents is None:
+                    upstream.dependents = [record]
+                else:
+                    upstream.dependents.append(record)
             else:  # a future of another engine: hear about it through asyncio
                 dep.add_done_callback(lambda f, r=record: self._upstream_done(r, f))
         if cancelled:
@@ -606,7 +609,7 @@ class WorkflowEngine(DecoratorsMixin):
         if state is TaskState.CANCELLED and record.members:
             for member in list(record.members):  # a cancelled block takes its members along
                 member.cancel()
-        dependents, record.dependents = record.dependents, []
+        dependents, record.dependents = record.dependents or (), None
         for dependent in dependents:
             if dependent.state.is_terminal:
                 continue

@@ -94,7 +94,8 @@ class TaskRecord:
         self.attempt = 1
         self.waiting = 0  # dependencies not finished yet
         self.has_futures = False
-        self.dependents: list[TaskRecord] = []  # records of this engine waiting on this one
+        # Records of this engine waiting on this one; most tasks have none, so made on demand.
+        self.dependents: list[TaskRecord] | None = None
         self.members: set[TaskFuture[Any]] | None = set() if kind == BLOCK else None
         self.body: asyncio.Task[Any] | None = None  # a block's body, an executable's command
         self.executor: ExecutionBackend | None = None
