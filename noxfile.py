@@ -95,3 +95,30 @@ def docs(session: nox.Session) -> None:
     session.install("mkdocs-material", "mkdocstrings[python]")
     install_packages(session)
     session.run("mkdocs", "build", "--strict", "--site-dir", str(session.create_tmp() + "/site"))
+
+
+BENCH_PEERS = ["radical-asyncflow==0.6.0", "parsl", "dask[distributed]"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The engine benchmark (benchmarks/run.py; options after ``--``, e.g. ``--reps 5``).
+
+    ``-- --peers`` also runs radical.asyncflow 0.6.0, Parsl and Dask side by side. They live
+    in a separate environment, .nox/bench-peers: upstream ``radical.asyncflow`` has the
+    import name of this project's alias, so the two cannot share one.
+    """
+    install_packages(session, "asyncflow-concurrent")
+    args = list(session.posargs)
+    if "--profile" in args:
+        session.install("pyinstrument")
+    if "--peers" in args and "--peer-python" not in args:
+        peers = ROOT / ".nox" / "bench-peers"
+        python = peers / "bin" / "python"
+        if not python.exists():
+            session.run("python", "-m", "venv", str(peers))
+        session.run(str(python), "-m", "pip", "install", "--quiet", *BENCH_PEERS,
+                    external=True)
+        args += ["--peer-python", str(python)]
+    session.run("python", "benchmarks/run.py", *args)
+
