@@ -115,7 +115,7 @@ class WorkflowEngine(DecoratorsMixin):
                      | None = None, *, dry_run: bool = False, uid: str | None = None,
                      work_dir: str | Path | None = None, config: str | Path | None = None,
                      progress: Any = None, journal: bool | None = None,
-                     resume: bool | str = False, graph: bool | None = None,
+                     resume: bool | str | None = None, graph: bool | None = None,
                      **options: Any) -> Self:
         """Build an engine, start its backends, and return it.
 
@@ -135,12 +135,13 @@ class WorkflowEngine(DecoratorsMixin):
         from asyncflow.config import load
 
         settings = None
-        if progress is None or journal is None or graph is None:
+        if progress is None or journal is None or resume is None or graph is None:
             settings = load(config)
         dag_file = None
         if settings is not None:
             progress = settings.progress if progress is None else progress
             journal = settings.journal if journal is None else journal
+            resume = settings.resume if resume is None else resume
             dag_file = settings.dag if graph is None else None
         if resume:
             from asyncflow.journal import find_run

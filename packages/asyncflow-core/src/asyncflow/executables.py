@@ -64,16 +64,19 @@ async def run(spec: TaskSpec) -> Any:
     same and raises :class:`TaskTimeoutError`.
     """
     out, err = _streams(spec)
+    starting = asyncio.ensure_future(_start(spec, out, err))
     try:
-        if spec.shell:
-            assert isinstance(spec.command, str)
-            proc = await asyncio.create_subprocess_shell(
-                spec.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=spec.cwd,
-                env=_env(spec), start_new_session=True)
-        else:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.command or (), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                cwd=spec.cwd, env=_env(spec), start_new_session=True)
+        proc = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # The command runs before asyncio has finished wiring its pipes, and a cancel in
+        # between would kill only the command itself, not what it started: finish the start,
+        # then take the whole process group down.
+        with contextlib.suppress(Exception):
+            started = await starting
+            _kill_group(started.pid)
+            await started.wait()
+        _close(out, err)
+        raise
     except OSError as exc:  # not found, not executable: what a shell reports as 127/126
         _close(out, err)
         code = 127 if isinstance(exc, FileNotFoundError) else 126
@@ -94,6 +97,18 @@ async def run(spec: TaskSpec) -> Any:
     _kill_group(proc.pid)  # anything the command left running in its group
     assert proc.returncode is not None
     return outcome(spec, proc.returncode, stdout, stderr)
+
+
+async def _start(spec: TaskSpec, out: IO[bytes] | int,
+                 err: IO[bytes] | int) -> asyncio.subprocess.Process:
+    if spec.shell:
+        assert isinstance(spec.command, str)
+        return await asyncio.create_subprocess_shell(
+            spec.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=spec.cwd,
+            env=_env(spec), start_new_session=True)
+    return await asyncio.create_subprocess_exec(
+        *spec.command or (), stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=spec.cwd,
+        env=_env(spec), start_new_session=True)
 
 
 def run_blocking(spec: TaskSpec) -> Any:
