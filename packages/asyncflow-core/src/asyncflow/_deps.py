@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._task import TaskFuture
+from asyncflow.data import InputFile, OutputFile
 
 if TYPE_CHECKING:
     from asyncflow.backend import ExecutionBackend
@@ -69,3 +70,30 @@ def resolve(value: Any, backend: ExecutionBackend | None = None) -> Any:
     if kind is frozenset:
         return frozenset([resolve(v, backend) for v in value])
     return value
+
+
+NO_FILES: tuple[tuple[InputFile, ...], tuple[OutputFile, ...]] = ((), ())
+
+
+def files_in(args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> tuple[tuple[InputFile, ...], tuple[OutputFile, ...]]:
+    """The ``InputFile`` and ``OutputFile`` arguments of a call, nested in containers too, in
+    order and each once (for backends that stage files)."""
+    inputs: list[InputFile] = []
+    outputs: list[OutputFile] = []
+    for value in args:
+        _collect_files(value, inputs, outputs)
+    for value in kwargs.values():
+        _collect_files(value, inputs, outputs)
+    return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
+
+
+def _collect_files(value: Any, inputs: list[InputFile], outputs: list[OutputFile]) -> None:
+    kind = type(value)
+    if kind is InputFile:
+        inputs.append(value)
+    elif kind is OutputFile:
+        outputs.append(value)
+    elif kind in _CONTAINERS:
+        for item in value.values() if kind is dict else value:
+            _collect_files(item, inputs, outputs)

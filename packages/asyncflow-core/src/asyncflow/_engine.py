@@ -465,13 +465,17 @@ class WorkflowEngine(DecoratorsMixin):
                     f"task {record.name!r} ({record.uid}) needs {' and '.join(missing)}, "
                     f"which backend {backend.name!r} ({type(backend).__name__}) does not "
                     "provide")
+        inputs, outputs = _deps.NO_FILES  # InputFile/OutputFile arguments, for staging
+        if caps.file_staging and (record.args or record.kwargs):
+            inputs, outputs = _deps.files_in(record.args, record.kwargs)
         if kind is TaskKind.FUNCTION:
             fn = record.fn
             if options.retry is not None:  # the body can ask for its attempt
                 fn = with_attempt(fn, record.attempt, options.is_coroutine)
             return TaskSpec(record.uid, record.name, kind, fn, record.args,
                             record.kwargs, description=desc, timeout=options.timeout,
-                            attempt=record.attempt, is_coroutine=options.is_coroutine)
+                            attempt=record.attempt, is_coroutine=options.is_coroutine,
+                            input_files=inputs, output_files=outputs)
         command = record.command
         assert command is not None
         shell = bool(desc.get("shell", False))
@@ -483,7 +487,8 @@ class WorkflowEngine(DecoratorsMixin):
         return TaskSpec(record.uid, record.name, kind, command=command if shell
                         else tuple(shlex.split(command)), shell=shell, description=extra,
                         env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
-                        stderr=stderr, timeout=options.timeout, attempt=record.attempt)
+                        stderr=stderr, timeout=options.timeout, attempt=record.attempt,
+                        input_files=inputs, output_files=outputs)
 
     async def _flush(self) -> None:
         """Send each backend its batch of ready tasks: one submit per backend per iteration.
