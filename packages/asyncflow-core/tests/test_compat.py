@@ -10,11 +10,11 @@ import sys
 import textwrap
 
 import pytest
+import radical.asyncflow
+import radical.asyncflow.errors
 
 import asyncflow
 import asyncflow.errors
-import radical.asyncflow
-import radical.asyncflow.errors
 
 BACKEND_CLASSES = {
     "ConcurrentExecutionBackend": ("concurrent", "asyncflow-concurrent"),

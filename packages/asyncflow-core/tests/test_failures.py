@@ -134,14 +134,14 @@ async def test_a_block_fails_with_the_error_its_body_raised(flow: WorkflowEngine
 
 
 async def test_a_task_error_keeps_its_type(flow: WorkflowEngine) -> None:
-    class Custom(Exception):
+    class CustomError(Exception):
         pass
 
     @flow.function_task
     def broken() -> None:
-        raise Custom("mine")
+        raise CustomError("mine")
 
-    assert isinstance(await failure_of(broken()), Custom)
+    assert isinstance(await failure_of(broken()), CustomError)
     await still_works(flow)
 
 
@@ -261,22 +261,22 @@ async def test_a_task_description_that_is_not_a_dict_is_refused(flow: WorkflowEn
     @flow.function_task
     async def described() -> None: ...
 
-    with pytest.raises(TypeError, match="'described'.*task_description must be a dict, not list"):
+    with pytest.raises(TypeError, match=r"'described'.*task_description must be a dict, not list"):
         described(task_description=["ranks", 2])
-    with pytest.raises(TypeError, match="'defined'.*must be a dict, not str"):
+    with pytest.raises(TypeError, match=r"'defined'.*must be a dict, not str"):
         @flow.function_task(task_description="ranks=2")
         async def defined() -> None: ...
-    with pytest.raises(TypeError, match="'by_default'.*must be a dict, not int"):
+    with pytest.raises(TypeError, match=r"'by_default'.*must be a dict, not int"):
         @flow.function_task
         async def by_default(task_description: int = 3) -> None: ...
     await still_works(flow)
 
 
 async def test_bad_decorator_options_name_the_task(flow: WorkflowEngine) -> None:
-    with pytest.raises(ValueError, match="'negative'.*retries="):
+    with pytest.raises(ValueError, match=r"'negative'.*retries="):
         @flow.function_task(retries=-1)
         async def negative() -> None: ...
-    with pytest.raises(TypeError, match="'typo'.*unknown option.*'retires'"):
+    with pytest.raises(TypeError, match=r"'typo'.*unknown option.*'retires'"):
         @flow.function_task(retires=1)
         async def typo() -> None: ...
     await still_works(flow)

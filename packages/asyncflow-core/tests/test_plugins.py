@@ -106,7 +106,7 @@ async def test_aliases_resolve_to_the_canonical_name() -> None:
 
 def test_the_registry_checks_what_it_is_given() -> None:
     registry = BackendRegistry()
-    with pytest.raises(TypeError, match="not a subclass of asyncflow.ExecutionBackend"):
+    with pytest.raises(TypeError, match=r"not a subclass of asyncflow\.ExecutionBackend"):
         registry.add(dict, name="mapping")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="declares name 'functions_only' but was registered"):
         registry.add(FunctionsOnlyBackend, name="other")

@@ -23,7 +23,7 @@ async def test_tasks_ready_in_one_iteration_go_in_one_submit(
 
     futures = [square(i) for i in range(50)]
     assert await total(*futures) == sum(i * i for i in range(50))
-    assert [len(batch) for batch in backend.batches][0] == 50
+    assert len(backend.batches[0]) == 50
     assert backend.batches[-1][0].name == "total"
 
 

@@ -24,7 +24,14 @@ from asyncflow.__about__ import __version__
 from asyncflow._engine import WorkflowEngine
 from asyncflow._plugins import hookimpl, plugin_manager, register, registry
 from asyncflow._task import TaskFuture, TaskRecord
-from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskState, TaskUpdate
+from asyncflow.backend import (
+    Capabilities,
+    ExecutionBackend,
+    TaskKind,
+    TaskSpec,
+    TaskState,
+    TaskUpdate,
+)
 from asyncflow.data import InputFile, OutputFile
 from asyncflow.errors import (
     AsyncFlowError,

@@ -36,7 +36,7 @@ class Task:
         self._fn = fn
         self._options = options
         self.__name__: str = getattr(fn, "__name__", type(fn).__name__)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         options = self._options

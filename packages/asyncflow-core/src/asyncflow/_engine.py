@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import secrets
 import shlex
@@ -84,7 +85,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
-        self._closing: asyncio.Future[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         # Observability, each off unless asked for (see the docs' Observability page).
         from asyncflow.progress import console_for
 
@@ -320,7 +321,7 @@ class WorkflowEngine(DecoratorsMixin):
                 else:
                     upstream.dependents.append(record)
             else:  # a future of another engine: hear about it through asyncio
-                dep.add_done_callback(lambda f, r=record: self._upstream_done(r, f))
+                dep.add_done_callback(functools.partial(self._upstream_done, record))
         if cancelled:
             self._finish(record, TaskState.CANCELLED)
         elif failed:

@@ -127,9 +127,9 @@ def _load_entry_points(pm: pluggy.PluginManager, reg: BackendRegistry) -> None:
         where = f"{dist} {version}" if dist else f"entry point {ep.value}"
         if ep.name in loaded:
             if loaded[ep.name] != where:  # two distributions, one entry point name
-                error = conflict(ep.name, loaded[ep.name], where)
-                log.warning("%s", error)
-                reg._refuse(ep.name, error)
+                clash = conflict(ep.name, loaded[ep.name], where)
+                log.warning("%s", clash)
+                reg._refuse(ep.name, clash)
             continue  # else the same distribution seen twice on sys.path
         loaded[ep.name] = where
         # A broken plugin must not break the others: its name is kept with the error, which

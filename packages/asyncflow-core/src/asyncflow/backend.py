@@ -31,6 +31,7 @@ instead of the value, so the data need not travel back through the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
 from abc import ABC, abstractmethod
@@ -287,10 +288,8 @@ class ExecutionBackend(ABC):
 
     async def _close_after_start(self) -> None:
         assert self._opening is not None
-        try:
+        with contextlib.suppress(BaseException):  # a failed start still gets its shutdown
             await self._opening
-        except BaseException:  # a start that failed still gets its shutdown to clean up
-            pass
         await self.shutdown()
 
     def __await__(self) -> Generator[Any, None, Self]:

@@ -1,4 +1,5 @@
-"""Every exception AsyncFlow raises on purpose; each message names the task, key or file at fault."""
+"""Every exception AsyncFlow raises on purpose; each message names the task, key or file at
+fault."""
 
 from __future__ import annotations
 

@@ -44,9 +44,10 @@ class BackendInfo:
             raise self.error.with_traceback(None)
         if isinstance(self.target, str):
             module, _, attr = self.target.partition(":")
-            cls = getattr(importlib.import_module(module), attr)
+            cls: type[ExecutionBackend] = getattr(importlib.import_module(module), attr)
             _check_class(cls, self.name)
             self.target = cls
+            return cls
         return self.target
 
 
@@ -101,9 +102,8 @@ class BackendRegistry:
         """Make ``key`` unusable: getting its class raises ``error``."""
         canonical = self._aliases.get(key, key)
         owner = self._by_name.get(canonical)
-        if target is None:
-            target = owner.target if owner is not None else key
-        self._by_name[canonical] = BackendInfo(canonical, target, (), distribution, version,
+        shown: type[ExecutionBackend] | str = target or (owner.target if owner else key)
+        self._by_name[canonical] = BackendInfo(canonical, shown, (), distribution, version,
                                                error)
 
     def info(self, name: str) -> BackendInfo:
