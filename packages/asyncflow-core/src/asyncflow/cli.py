@@ -337,10 +337,38 @@ def _bare(key: str) -> str:
 # -- asyncflow run -------------------------------------------------------------------------
 
 
+OBSERVE = (
+    arg("--no-progress", dest="progress", action="store_false",
+        help="no live progress display (it shows only when stderr is a terminal anyway)"),
+    arg("--journal", action="store_true",
+        help="record every state change in <work_dir>/<run>/journal.sqlite (see report)"),
+    arg("--resume", action="store_true",
+        help="continue the latest run of this script: tasks it completed resolve to their "
+             "recorded results instead of running again (implies --journal)"),
+    arg("--resume-from", metavar="RUN", help="continue the run RUN (its uid) instead"),
+    arg("--dag", metavar="FILE",
+        help="write each engine's task graph to FILE at shutdown (.mmd or .md: Mermaid, "
+             ".dot: Graphviz); with --backend noop it is the plan, nothing runs"),
+)
+
+
+def observe_layer(args: argparse.Namespace) -> config.Layer:
+    """The configuration layer of ``run``'s progress, journal, resume and DAG options."""
+    data: dict[str, Any] = {"progress": args.progress}
+    if args.journal:
+        data["journal"] = True
+    if args.resume or args.resume_from:
+        data["resume"] = args.resume_from or True
+    if args.dag:
+        data["dag"] = str(Path(args.dag).absolute())  # the script may change directory
+    return config.Layer("command line", data)
+
+
 @subcommand(
     arg("script", metavar="SCRIPT.py",
         help="the workflow script, run as __main__; words after -- are its arguments"),
     *SELECTION,
+    *OBSERVE,
     passthrough=True,
 )
 def run(args: argparse.Namespace) -> int:
@@ -351,14 +379,20 @@ def run(args: argparse.Namespace) -> int:
     explicitly, an instance or a name, wins; a warning says so. Words after -- become the
     script's sys.argv[1:].
 
+    A live progress display shows on a terminal (--no-progress hides it); --journal records
+    the run for `asyncflow report`, --resume continues a run that stopped, --dag writes the
+    task graph.
+
     Examples:
       asyncflow run workflow.py --backend dask -o n_workers=4
       asyncflow run workflow.py --config cluster.toml -- --steps 10
+      asyncflow run workflow.py --journal --resume
+      asyncflow run workflow.py --backend noop --dag plan.mmd
     """
     script = Path(args.script)
     if not script.is_file():
         return error(f"no such workflow script: {script}")
-    layers = selection_layers(args)
+    layers = [*selection_layers(args), observe_layer(args)]
     with config.overriding(*layers):
         return run_script(script, args.passthrough)
 
@@ -403,3 +437,38 @@ def _print_traceback(exc: BaseException, script: str) -> None:
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__, file=sys.stderr)
+
+
+# -- asyncflow report ----------------------------------------------------------------------
+
+
+@subcommand(
+    arg("run_dir", metavar="RUN_DIR",
+        help="the run's folder, <work_dir>/<engine uid>, holding journal.sqlite"),
+    arg("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)"),
+    arg("--png", metavar="FILE", help="also draw the timeline as a PNG (needs matplotlib)"),
+    arg("--session", type=int, metavar="N",
+        help="which start of a resumed run to show (default: the latest)"),
+)
+def report(args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report of a run from its journal.
+
+    The page needs no network: a timeline of every task and block (grouped by block and
+    backend, colored by outcome, details on hover), counts by backend and state, durations
+    per task, and the failures with their errors. Runs write a journal when created with
+    journal=True, or under `asyncflow run --journal`.
+
+    Examples:
+      asyncflow report asyncflow.session.1a2b3c4d
+      asyncflow report runs/campaign -o campaign.html --png campaign.png
+    """
+    from asyncflow.report import write_report
+
+    try:
+        path = write_report(args.run_dir, args.output, args.png, args.session)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        return error(exc)
+    print(path)
+    if args.png:
+        print(args.png)
+    return OK

@@ -53,6 +53,7 @@ KEYS = {
     "backends": "tables of backend options, [backends.<name>]",
     "progress": "true or false: a live progress display on a terminal",
     "journal": "true or false: record every state change in <work_dir>/<run>/journal.sqlite",
+    "resume": "true (the latest run of the script) or a run's uid: skip what it completed",
     "dag": "a file to write each engine's task graph to (.mmd, .md or .dot)",
 }
 
@@ -84,6 +85,8 @@ class Settings:
     """Show a live progress display when stderr is a terminal."""
     journal: bool = False
     """Write a run journal."""
+    resume: bool | str = False
+    """Continue an earlier run (``True``: the latest of this script; a string: that run)."""
     dag: str | None = None
     """Where to write each engine's task graph when it shuts down."""
 
@@ -116,7 +119,8 @@ class Settings:
         """The settings as plain data (what ``asyncflow config --json`` prints)."""
         return {"backend": list(self.backend), "backends": {k: dict(v) for k, v in
                                                            self.backends.items()},
-                "progress": self.progress, "journal": self.journal, "dag": self.dag,
+                "progress": self.progress, "journal": self.journal, "resume": self.resume,
+                "dag": self.dag,
                 "sources": dict(self.sources), "files": list(self.files)}
 
 
@@ -229,8 +233,8 @@ def check(data: Mapping[str, Any], source: str, prefix: str = "") -> dict[str, A
     for key, value in data.items():
         if key not in KEYS:
             close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
-            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
-            raise ConfigError(f"{source}: unknown key {prefix}{key!r}.{hint} Known keys: "
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
+            raise ConfigError(f"{source}: unknown key {prefix + key!r}.{hint} Known keys: "
                               f"{', '.join(prefix + k for k in KEYS)}")
         if key == "backend":
             result[key] = _check_backend(value, source, prefix + key)
@@ -239,6 +243,11 @@ def check(data: Mapping[str, Any], source: str, prefix: str = "") -> dict[str, A
         elif key in ("progress", "journal"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: {prefix}{key} must be true or false, not "
+                                  f"{_kind(value)}")
+            result[key] = value
+        elif key == "resume":
+            if not isinstance(value, bool | str) or value == "":
+                raise ConfigError(f"{source}: {prefix}{key} must be {KEYS[key]}, not "
                                   f"{_kind(value)}")
             result[key] = value
         elif key == "dag":
@@ -403,7 +412,7 @@ def _merge(settings: Settings, layer: Layer) -> None:
     if "backend" in data:
         settings.backend = list(data["backend"])
         settings.sources["backend"] = layer.source
-    for key in ("progress", "journal", "dag"):
+    for key in ("progress", "journal", "resume", "dag"):
         if key in data:
             setattr(settings, key, data[key])
             settings.sources[key] = layer.source

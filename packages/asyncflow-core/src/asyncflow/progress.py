@@ -1,8 +1,8 @@
 """A live display of a run's tasks by state, per backend, drawn with rich on a terminal.
 
 ``asyncflow run`` shows it by default; from Python, ``WorkflowEngine.create(progress=True)``.
-It stays silent when stderr is not a terminal (a log file, CI, a pipe), and when rich is not
-installed (``pip install 'asyncflow-core[progress]'``).
+It stays silent when stderr is not a terminal (a log file, CI, a pipe); rich is imported only
+when there is a terminal to draw on.
 
 It is an ordinary observer plugin, registered as ``asyncflow.progress`` through the same door
 as any third-party plugin. The observers only add and subtract counts on the event loop; rich
@@ -50,12 +50,8 @@ def console_for(progress: Any) -> Console | None:
         return progress  # type: ignore[no-any-return]
     if not sys.stderr.isatty():  # before importing rich: a batch job pays nothing
         return None
-    try:
-        from rich.console import Console
-    except ImportError:
-        log.warning("progress=True needs rich, which is not installed: "
-                    "pip install 'asyncflow-core[progress]'")
-        return None
+    from rich.console import Console
+
     console = Console(stderr=True)
     return console if console.is_terminal else None
 
