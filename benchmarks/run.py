@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     log(f"{info['date']}  load {info['load_before']}  {info['command']}")
     rows = run_times(args, systems, shapes)
-    if not args.no_memory:
-        rows += run_memory(args, systems)
+    if not args.no_memory:  # peers too slow under tracemalloc (radical-local: minutes)
+        rows += run_memory(args, [s for s in systems if not SYSTEMS[s].peer])
     if not args.no_startup:
         rows += run_startup(args)
     if args.soak:
