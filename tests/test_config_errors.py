@@ -187,9 +187,9 @@ async def test_option_given_to_create_that_the_backend_does_not_take() -> None:
 async def test_option_variable_of_the_wrong_type_names_the_variable(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASYNCFLOW_BACKENDS__PROBE__WORKERS", "many")
-    with pytest.raises(BackendOptionError, match="^environment variable ASYNCFLOW_BACKENDS__"
-                                                 "PROBE__WORKERS: backends.probe.workers must "
-                                                 "be int"):
+    with pytest.raises(BackendOptionError, match=r"^environment variable ASYNCFLOW_BACKENDS__"
+                                                 r"PROBE__WORKERS: backends\.probe\.workers "
+                                                 r"must be int"):
         await WorkflowEngine.create(backend="probe")
 
 
