@@ -63,7 +63,8 @@ def resolve_backends(backend: BackendArg, options: Mapping[str, Any], *,
     result: dict[str, ExecutionBackend] = {}
     for index, item in enumerate(items):
         if isinstance(item, ExecutionBackend):
-            name, instance = item.name, item
+            # dry_run executes nothing, even with an instance given: the instance is not started.
+            name, instance = item.name, registry.get("noop")() if dry_run else item
         else:
             try:
                 name = registry.info(item).name  # aliases route under the canonical name

@@ -237,7 +237,12 @@ class ExecutionBackend(ABC):
             sink(update)
         else:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(sink, update)
+            try:
+                self._loop.call_soon_threadsafe(sink, update)
+            except RuntimeError:
+                if not self._loop.is_closed():
+                    raise
+                # A worker that finished after its engine's loop ended: nobody is left to tell.
 
     def attach(self, sink: Sink, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Route reports to ``sink`` on ``loop`` (the running loop by default).
