@@ -12,7 +12,7 @@ import pytest
 from loop_backend import LoopBackend
 
 from asyncflow import WorkflowEngine
-from asyncflow.errors import DependencyFailureError, ExecutableFailedError
+from asyncflow.errors import ConfigError, DependencyFailureError, ExecutableFailedError
 from asyncflow.journal import FILENAME, read_run
 
 
@@ -165,3 +165,18 @@ async def test_a_thousand_tasks_lose_no_event(tmp_path: Path) -> None:
 async def test_reading_a_missing_journal_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="journal=True"):
         read_run(tmp_path)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('journal = "yes"', "journal must be true or false"),
+    ("progress = 1", "progress must be true or false"),
+    ('resume = ""', "resume must be true"),
+    ("dag = 3", "dag must be a file"),
+])
+async def test_a_bad_observability_setting_names_the_file_and_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "asyncflow.toml").write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message) as caught:
+        await WorkflowEngine.create(backend=LoopBackend())
+    assert str(tmp_path / "asyncflow.toml") in str(caught.value)

@@ -303,6 +303,10 @@ def render_settings(settings: config.Settings, names: list[str],
         yield f"backend = {_toml(names)}  # {config.DEFAULT_SOURCE}"
     else:
         yield "# backend: none configured, and the default is not installed"
+    for setting in ("progress", "journal", "resume", "dag"):
+        if setting in settings.sources:  # shown once set: their defaults are "off"
+            yield (f"{setting} = {_toml(getattr(settings, setting))}  "
+                   f"# {settings.source_of(setting)}")
     for name, options in settings.backends.items():
         note = "" if installed.get(name) else "  # not installed"
         yield ""

@@ -412,10 +412,10 @@ def _merge(settings: Settings, layer: Layer) -> None:
     if "backend" in data:
         settings.backend = list(data["backend"])
         settings.sources["backend"] = layer.source
-    for key in ("progress", "journal", "resume", "dag"):
-        if key in data:
-            setattr(settings, key, data[key])
-            settings.sources[key] = layer.source
+    for setting in ("progress", "journal", "resume", "dag"):
+        if setting in data:
+            setattr(settings, setting, data[setting])
+            settings.sources[setting] = layer.source
     for name, options in data.get("backends", {}).items():
         merged = settings.backends.setdefault(name, {})
         for key, value in _flatten(options):
