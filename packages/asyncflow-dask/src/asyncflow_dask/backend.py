@@ -200,17 +200,28 @@ class DaskExecutionBackend(ExecutionBackend):
         if any(placements[g] for _, g in groups):
             groups = await self._drop_unplaceable(groups, placements)
         for (wrapper, placement_key), calls in groups.items():
-            columns = list(zip(*(c.args for c in calls), strict=True))
-            futures = conn.client.map(self._calls[wrapper], *columns,
-                                      key=[c.key for c in calls], pure=False,
-                                      **placements[placement_key])
-            for call, future in zip(calls, futures, strict=True):
-                spec = call.spec
-                entry = _InFlight(spec, future)
-                self._inflight[spec.uid] = entry
-                watcher = asyncio.get_running_loop().create_task(self._watch(entry))
-                self._watchers.add(watcher)
-                watcher.add_done_callback(self._watchers.discard)
+            placement = placements[placement_key]
+            try:
+                self._map(wrapper, calls, placement)
+            except Exception:  # e.g. an argument that cannot be pickled: find which one
+                for call in calls:
+                    try:
+                        self._map(wrapper, [call], placement)
+                    except Exception as exc:
+                        spec = call.spec
+                        error = BackendError(f"task {spec.name!r} ({spec.uid}) cannot be sent "
+                                             f"to Dask: {type(exc).__name__}: {exc}")
+                        error.__cause__ = exc
+                        self.report(TaskUpdate.failed(spec.uid, error))
+
+    def _map(self, wrapper: str, calls: Sequence[_Call], placement: Mapping[str, Any]) -> None:
+        columns = list(zip(*(c.args for c in calls), strict=True))
+        futures = self.client.map(self._calls[wrapper], *columns, key=[c.key for c in calls],
+                                  pure=False, **placement)
+        for call, future in zip(calls, futures, strict=True):
+            entry = _InFlight(call.spec, future)
+            self._inflight[call.spec.uid] = entry
+            self._spawn(self._watch(entry))
 
     def _call(self, spec: TaskSpec) -> _Call:
         """How ``spec`` runs on a worker: the wrapper, the Dask key, the wrapper's arguments."""
