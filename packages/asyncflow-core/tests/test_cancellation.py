@@ -168,3 +168,28 @@ async def test_a_block_awaiting_a_cancelled_member_is_cancelled_not_stuck(
     await started.wait()
     member[0].cancel()
     assert await cancelled(block)
+
+
+async def test_the_cancel_message_reaches_the_awaiter_and_dependents_say_why(
+        flow: WorkflowEngine) -> None:
+    gate = asyncio.Event()
+
+    @flow.function_task
+    async def held() -> None:
+        await gate.wait()
+
+    @flow.function_task
+    async def after(x: object) -> None: ...
+
+    upstream = held()
+    pending = after(held())
+    dependent = after(pending)
+    pending.cancel("not needed any more")
+    with pytest.raises(asyncio.CancelledError) as first:
+        await pending
+    with pytest.raises(asyncio.CancelledError) as second:
+        await dependent
+    assert first.value.args == ("not needed any more",)
+    assert second.value.args == (f"its dependency 'after' ({pending.uid}) was cancelled",)
+    gate.set()
+    await upstream

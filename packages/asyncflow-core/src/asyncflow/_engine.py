@@ -285,7 +285,7 @@ class WorkflowEngine(DecoratorsMixin):
         """Count the record's unfinished dependencies; release it now if there are none."""
         seen: set[int] = set()
         failed: list[TaskFuture[Any]] = []
-        cancelled = False
+        cancelled: TaskFuture[Any] | None = None
         bad_args: TypeError | None = None
         try:
             deps = list(_deps.futures_in(record.args, record.kwargs))
@@ -309,7 +309,7 @@ class WorkflowEngine(DecoratorsMixin):
                 return
             if dep.done():
                 if dep.cancelled():
-                    cancelled = True
+                    cancelled = dep
                 elif dep.exception() is not None:
                     failed.append(dep)
                 continue
@@ -322,8 +322,8 @@ class WorkflowEngine(DecoratorsMixin):
                     upstream.dependents.append(record)
             else:  # a future of another engine: hear about it through asyncio
                 dep.add_done_callback(functools.partial(self._upstream_done, record))
-        if cancelled:
-            self._finish(record, TaskState.CANCELLED)
+        if cancelled is not None:
+            self._finish(record, TaskState.CANCELLED, _cancelled_because(cancelled))
         elif failed:
             self._fail_dependency(record, *failed)
         elif record.waiting == 0:
@@ -333,7 +333,7 @@ class WorkflowEngine(DecoratorsMixin):
         if record.state.is_terminal:
             return
         if dep.cancelled():
-            self._finish(record, TaskState.CANCELLED)
+            self._finish(record, TaskState.CANCELLED, _cancelled_because(dep))
         elif dep.exception() is not None:
             self._fail_dependency(record, dep)
         else:
@@ -381,8 +381,8 @@ class WorkflowEngine(DecoratorsMixin):
         _current_block.set(record)  # this task runs in its own copy of the context
         try:
             value = await record.fn(*record.args, **record.kwargs)
-        except asyncio.CancelledError:
-            self._finish(record, TaskState.CANCELLED)
+        except asyncio.CancelledError as exc:
+            self._finish(record, TaskState.CANCELLED, exc.args[0] if exc.args else None)
             raise
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
@@ -398,8 +398,8 @@ class WorkflowEngine(DecoratorsMixin):
             if not isinstance(command, str) or not command.strip():
                 raise ValueError(f"executable task {record.name!r} must return a non-empty "
                                  f"command string, not {command!r}")
-        except asyncio.CancelledError:
-            self._finish(record, TaskState.CANCELLED)
+        except asyncio.CancelledError as exc:
+            self._finish(record, TaskState.CANCELLED, exc.args[0] if exc.args else None)
             raise
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
@@ -590,7 +590,10 @@ class WorkflowEngine(DecoratorsMixin):
 
     def _finish(self, record: TaskRecord, state: TaskState, value: Any = None,
                 error: BaseException | None = None) -> None:
-        """Settle a record's future, forget the record, and release its dependents."""
+        """Settle a record's future, forget the record, and release its dependents.
+
+        ``value`` is the result of a DONE task, and the message of a CANCELLED one.
+        """
         if record.state.is_terminal:
             return
         # Settle the future first: observers of the terminal state can read its outcome.
@@ -606,7 +609,7 @@ class WorkflowEngine(DecoratorsMixin):
             # dependents report it, a fire-and-forget call) is not a forgotten error to log.
             future.exception()
         else:
-            asyncio.Future.cancel(future)
+            asyncio.Future.cancel(future, value)
         self._set_state(record, state)
         self._records.pop(record.uid, None)
         if self._retry_timers:  # cancelled or shut down while waiting out a backoff
@@ -627,7 +630,7 @@ class WorkflowEngine(DecoratorsMixin):
             elif state is TaskState.FAILED:
                 self._fail_dependency(dependent, future)
             else:
-                self._finish(dependent, TaskState.CANCELLED)
+                self._finish(dependent, TaskState.CANCELLED, _cancelled_because(future))
         if record.block is not None:
             parent = self._records.get(record.block)
             if parent is not None and parent.members is not None:
@@ -644,7 +647,7 @@ class WorkflowEngine(DecoratorsMixin):
         if record.body is not None and not record.body.done():
             record.body.cancel(msg)
         spec, backend = record.spec, record.executor
-        self._finish(record, TaskState.CANCELLED)
+        self._finish(record, TaskState.CANCELLED, msg)
         if spec is None or backend is None or backend.closed:
             return True
         batch = self._batches.get(backend)
@@ -684,3 +687,8 @@ class WorkflowEngine(DecoratorsMixin):
         for record in self._records.values():
             counts[record.state] = counts.get(record.state, 0) + 1
         return counts
+
+
+def _cancelled_because(dep: TaskFuture[Any]) -> str:
+    """The cancel message of a task whose dependency ``dep`` was cancelled."""
+    return f"its dependency {dep.name!r} ({dep.uid}) was cancelled"
