@@ -44,7 +44,7 @@ def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
     if spec.stdout is not None:
         stdout = None
         with contextlib.suppress(OSError):
-            stderr = Path(spec.stderr).read_bytes() if spec.stderr else b""  # type: ignore[arg-type]
+            stderr = Path(spec.stderr).read_bytes() if spec.stderr else b""
     out = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
     err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
     if returncode != 0:
