@@ -34,7 +34,7 @@ def _streams(spec: TaskSpec) -> tuple[IO[bytes] | int, IO[bytes] | int]:
         return subprocess.PIPE, subprocess.PIPE
     Path(spec.stdout).parent.mkdir(parents=True, exist_ok=True)
     assert spec.stderr is not None
-    return open(spec.stdout, "wb"), open(spec.stderr, "wb")  # noqa: SIM115 - closed by caller
+    return open(spec.stdout, "wb"), open(spec.stderr, "wb")
 
 
 def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
@@ -116,7 +116,7 @@ def run_blocking(spec: TaskSpec) -> Any:
     out, err = _streams(spec)
     try:
         proc = subprocess.Popen(
-            spec.command or (), shell=spec.shell, stdout=out, stderr=err,  # noqa: S603
+            spec.command or (), shell=spec.shell, stdout=out, stderr=err,
             stdin=subprocess.DEVNULL, cwd=spec.cwd, env=_env(spec), start_new_session=True)
     except OSError as exc:
         _close(out, err)
