@@ -252,3 +252,16 @@ async def test_retries_are_seen_by_observers(observer: Observer,
                if uid == future.uid]
     assert changes == [("PENDING", "RUNNING", 1), ("RUNNING", "PENDING", 2),
                        ("PENDING", "RUNNING", 2), ("RUNNING", "DONE", 2)]
+
+
+async def test_the_engine_repr_shows_its_state_and_counts(noop_flow: WorkflowEngine) -> None:
+    flow = noop_flow
+
+    @flow.function_task
+    async def one() -> None: ...
+
+    future = one()
+    assert repr(flow) == f"<WorkflowEngine {flow.uid} open backends=['noop'] pending=1>"
+    await future
+    assert repr(flow) == f"<WorkflowEngine {flow.uid} open backends=['noop']>"
+    assert flow.counts() == {} and list(flow.tasks()) == []

@@ -253,12 +253,9 @@ class WorkflowEngine(DecoratorsMixin):
         return self._closing is not None
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for record in self._records.values():
-            counts[record.state] = counts.get(record.state, 0) + 1
         state = "closed" if self.closed else "open"
-        detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
-        return f"<WorkflowEngine {self.uid} {state} backends={list(self.backends)} {detail}>"
+        counts = "".join(f" {k.lower()}={v}" for k, v in sorted(self.counts().items()))
+        return f"<WorkflowEngine {self.uid} {state} backends={list(self.backends)}{counts}>"
 
     # -- registration: a call becomes a record ---------------------------------------------
 
