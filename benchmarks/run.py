@@ -196,6 +196,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.peers and not args.peer_python:
         parser.error("--peers needs --peer-python (nox -s bench -- --peers sets it up)")
+    if args.peer_python:  # absolute, not resolved: a venv's python is a symlink out of it
+        args.peer_python = os.path.abspath(args.peer_python)
     return args
 
 
