@@ -203,8 +203,8 @@ def svg(timeline: Timeline) -> str:
 
 def _svg_bar(bar: Bar, y: float, scale: float, header: bool) -> Iterator[str]:
     x0 = _LABEL_W + bar.start * scale
-    w = max((bar.end - bar.start) * scale, 2.0)
-    css = f"bar {bar.outcome}{' block' if header else ''}"
+    w = max((bar.end - bar.start) * scale, 3.0)
+    css = f"bar {bar.outcome}{' block' if header else ''}{' thin' if w < 6 else ''}"
     top, h = (y + 1, _ROW_H - 2) if header else (y + 2, _ROW_H - 4)
     yield (f'<rect class="{css}" x="{x0:.1f}" y="{top}" width="{w:.1f}" height="{h}" rx="2">'
            f"<title>{html.escape(bar.tooltip)}</title></rect>")
@@ -277,6 +277,7 @@ svg.timeline{display:block}
 .group{font-size:12px;font-weight:600;fill:#1f2933}.lane{font-size:11px;fill:#52606d}
 .inbar{font-size:10px;fill:#fff;pointer-events:none}
 .retry{stroke:#8a1c1c;stroke-width:2}
+.bar{stroke:#fff;stroke-width:.8}.bar.thin{stroke:none}
 .bar.block{fill-opacity:.28;stroke-width:1.2}
 .failed-count{color:#d64541;font-weight:600}
 """
@@ -285,7 +286,7 @@ svg.timeline{display:block}
 def write_html(run: Run, path: Path) -> Path:
     """Write the report page of ``run`` to ``path``."""
     timeline = layout(run)
-    colors = "".join(f".bar.{name}{{fill:{color};stroke:{color}}}"
+    colors = "".join(f".bar.{name}{{fill:{color}}}.bar.block.{name}{{stroke:{color}}}"
                      for name, (color, _) in OUTCOMES.items())
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -442,8 +443,9 @@ def write_png(run: Run, path: Path) -> Path:
     boxes: list[list[tuple[float, float]]] = []
     colors: list[str] = []
     alphas: list[float] = []
+    edges: list[str] = []
     retries: list[list[tuple[float, float]]] = []
-    min_width = timeline.span / 800  # a zero-length task stays visible
+    min_width = timeline.span / 400  # a zero-length task stays visible
     for i, row in enumerate(timeline.rows):
         y = n - 1 - i
         pad = 0.08 if row.header else 0.18
@@ -452,10 +454,12 @@ def write_png(run: Run, path: Path) -> Path:
             boxes.append([(x0, y + pad), (x1, y + pad), (x1, y + 1 - pad), (x0, y + 1 - pad)])
             colors.append(OUTCOMES[bar.outcome][0])
             alphas.append(0.35 if row.header else 1.0)
+            # White edges part adjacent bars; a sliver keeps its color to stay visible.
+            edges.append("white" if x1 - x0 > 3 * min_width else colors[-1])
             retries.extend([(t, y + 0.05), (t, y + 0.95)] for t in bar.retries)
     faces = [matplotlib.colors.to_rgba(c, a) for c, a in zip(colors, alphas, strict=True)]
-    ax.add_collection(PolyCollection(boxes, facecolors=faces, edgecolors=colors,
-                                     linewidths=0.4))
+    ax.add_collection(PolyCollection(boxes, facecolors=faces, edgecolors=edges,
+                                     linewidths=0.8))
     ax.add_collection(LineCollection(retries, colors="#8a1c1c", linewidths=1.5))
     ax.set_xlim(0, timeline.span * 1.01)
     ax.set_ylim(0, n)
@@ -475,7 +479,7 @@ def write_png(run: Run, path: Path) -> Path:
     handles: list[Artist] = [Patch(color=c, label=text) for c, text in OUTCOMES.values()]
     handles.append(Line2D([], [], color="#8a1c1c", linewidth=1.5, label="failed attempt, retried"))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
-    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8,
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
                frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
