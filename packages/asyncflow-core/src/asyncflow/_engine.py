@@ -280,12 +280,9 @@ class WorkflowEngine(DecoratorsMixin):
 
     def _link(self, record: TaskRecord) -> None:
         """Count the record's unfinished dependencies; release it now if there are none."""
-        seen: set[int] = set()
-        failed: list[TaskFuture[Any]] = []
-        cancelled: TaskFuture[Any] | None = None
         bad_args: TypeError | None = None
         try:
-            deps = list(_deps.futures_in(record.args, record.kwargs))
+            deps = _deps.futures_in(record.args, record.kwargs)
         except TypeError as exc:
             deps, bad_args = [], TypeError(f"task {record.name!r}: {exc}")
         if self._observers.task_created:
@@ -294,6 +291,12 @@ class WorkflowEngine(DecoratorsMixin):
         if bad_args is not None:
             self._finish(record, TaskState.FAILED, error=bad_args)
             return
+        if not deps:  # an independent call, the most common kind: nothing to count
+            self._release(record)
+            return
+        seen: set[int] = set()
+        failed: list[TaskFuture[Any]] = []
+        cancelled: TaskFuture[Any] | None = None
         for dep in deps:
             if id(dep) in seen:
                 continue
