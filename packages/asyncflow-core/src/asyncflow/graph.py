@@ -84,7 +84,8 @@ class TaskGraph:
     def _mermaid_level(self, block: str | None, indent: str) -> Iterator[str]:
         for node in self.children(block):
             if node.kind == BLOCK:
-                yield f'{indent}subgraph {_ident(node.uid)}["{_label(node)}"]'
+                title = f"{node.name} · {node.uid}".replace('"', "#quot;")  # one line fits
+                yield f'{indent}subgraph {_ident(node.uid)}["{title}"]'
                 yield from self._mermaid_level(node.uid, indent + "    ")
                 yield f"{indent}end"
             elif node.kind == EXECUTABLE:
@@ -97,6 +98,7 @@ class TaskGraph:
     def to_dot(self, name: str = "asyncflow") -> str:
         """A Graphviz ``digraph``: blocks are ``cluster`` subgraphs, so ``dot`` boxes them."""
         lines = [f'digraph "{_dot_text(name)}" {{', "    rankdir=TB;",
+                 '    graph [fontname="Helvetica"];',
                  '    node [shape=box, style="rounded,filled", fillcolor="#eef2f7", '
                  'fontname="Helvetica"];']
         lines += self._dot_level(None, "    ")
