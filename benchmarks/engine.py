@@ -41,10 +41,6 @@ def _concurrent_backend(executor: Any = None) -> Any:
     try:
         cls = asyncflow.registry().get("concurrent")
     except asyncflow.UnknownBackendError:
-        if executor is None:  # until asyncflow-concurrent lands: the minimal stand-in
-            from standin import OnLoopBackend
-
-            return OnLoopBackend()
         raise UnavailableError("asyncflow-concurrent is not installed") from None
     return cls(executor) if executor is not None else cls()
 

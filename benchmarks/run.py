@@ -17,9 +17,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from shapes import SHAPES  # noqa: E402
 from systems import DEFAULT, FLOORS, PEERS, SYSTEMS  # noqa: E402
 
 CHILD = str(HERE / "child.py")
+SCRATCH = tempfile.mkdtemp(prefix="asyncflow-bench-")  # the children's working directory
 EXTRA = ("dask_overhead.py", "radical_overhead.py")  # backend benchmarks by their packages
 
 
@@ -40,7 +43,7 @@ def child(python: str, *args: str, timeout: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.run([python, CHILD, *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=HERE)
+                              timeout=timeout, env=env, cwd=SCRATCH)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = proc.stdout.strip().splitlines()
@@ -202,7 +205,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        return run(parse(argv))
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
     shapes = args.shapes.split(",")
     systems = args.systems.split(",") if args.systems else list(DEFAULT)
     if args.peers:
