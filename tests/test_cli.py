@@ -331,3 +331,19 @@ def test_run_a_real_workflow_on_concurrent(project: Path, env: dict[str, str]) -
         """))
     done = cli(project, env, "run", "squares.py", "--backend", "concurrent")
     assert (done.returncode, done.stdout) == (0, "concurrent 285\n"), done.stderr
+
+
+@pytest.mark.skipif("concurrent" not in asyncflow.registry(),
+                    reason="asyncflow-concurrent is not installed here")
+def test_bare_option_goes_to_the_built_in_default(project: Path, env: dict[str, str]) -> None:
+    done = cli(project, env, "config", "--json", "-o", "max_workers=2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backends"] == {"concurrent": {"max_workers": 2}}
+
+
+def test_bare_option_without_any_backend_asks_for_one(project: Path,
+                                                      env: dict[str, str]) -> None:
+    env["ASYNCFLOW_DISABLE_PLUGINS"] = "concurrent"
+    done = cli(project, env, "config", "-o", "workers=2")
+    assert done.returncode == 2
+    assert "a bare option name needs a backend (--backend NAME)" in done.stderr

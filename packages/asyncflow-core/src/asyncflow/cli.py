@@ -152,7 +152,10 @@ def selection_layers(args: argparse.Namespace) -> list[config.Layer]:
         if default is None:
             with config.overriding(*layers):
                 settings = config.load()
-            default = settings.backend[0] if settings.backend else None
+            try:
+                default = settings.backend_names()[0]  # the built-in default counts
+            except ConfigError:
+                default = None  # then a bare option name is an error naming --backend
         layers += [config.option_layer(option, default) for option in args.options]
     return layers
 
