@@ -151,12 +151,14 @@ def run_extra(args: argparse.Namespace) -> list[dict[str, Any]]:
         path = HERE / script
         if not path.exists():
             continue
-        log(f"running {script} ...")
+        log(f"running {script} --reps {args.reps} ...")
         proc = subprocess.run([sys.executable, str(path), "--reps", str(args.reps)],
                               capture_output=True, text=True, timeout=1800, cwd=HERE.parent)
         rows.append({"kind": "extra", "script": script, "returncode": proc.returncode,
                      "stdout": proc.stdout[-20_000:], "stderr": proc.stderr[-4_000:]})
         print(proc.stdout, flush=True)
+        if proc.returncode:
+            log(f"{script} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return rows
 
 
@@ -193,6 +195,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-batches", type=int, default=100)
     parser.add_argument("--soak-size", type=int, default=10_000)
     parser.add_argument("--soak-systems", default="asyncio,asyncflow-noop,asyncflow-onloop")
+    parser.add_argument("--backends", action="store_true",
+                        help=f"also run the backend packages' overhead benchmarks "
+                             f"({', '.join(EXTRA)}, those present)")
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"), default=None,
                         help="profile the chosen systems and shapes instead of timing them")
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -238,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         rows += run_startup(args)
     if args.soak:
         rows += run_soak(args)
-    rows += run_extra(args)
+    if args.backends:
+        rows += run_extra(args)
     info["load_after"] = os.getloadavg()
 
     out = Path(args.out)
