@@ -167,3 +167,25 @@ async def test_a_dag_file_in_the_configuration_is_written_at_shutdown(
     await flow.shutdown()
     text = (tmp_path / "out" / "plan.dot").read_text()
     assert text.count("subgraph cluster_") == 2
+
+
+def test_asyncflow_run_dag_with_noop_writes_the_plan_and_runs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncflow.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flow.py").write_text(
+        "import asyncio\n"
+        "from asyncflow import WorkflowEngine\n\n"
+        "async def main():\n"
+        "    flow = await WorkflowEngine.create()\n\n"
+        "    @flow.function_task\n"
+        "    def touch(name, *after):\n"
+        "        open(name, 'w').close()\n\n"
+        "    await touch('b', touch('a'))\n"
+        "    await flow.shutdown()\n\n"
+        "asyncio.run(main())\n")
+    assert main(["run", "flow.py", "--backend", "noop", "--dag", "out/plan.mmd"]) == 0
+    plan = (tmp_path / "out" / "plan.mmd").read_text()
+    assert "task_000001 --> task_000002" in plan
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -258,3 +258,39 @@ def test_a_run_killed_half_way_runs_no_completed_task_twice(tmp_path: Path) -> N
     after = read_run(work / "killed")
     assert after.session == 2
     assert sum(t.resumed for t in after.tasks.values()) == len(completed)
+
+
+SCRIPT = """
+import asyncio, pathlib
+from asyncflow import WorkflowEngine
+
+async def main():
+    flow = await WorkflowEngine.create()
+
+    @flow.function_task
+    async def step(i):
+        with pathlib.Path("ran.txt").open("a") as side:
+            side.write(f"{i}\\n")
+        return i
+
+    print(sum(await asyncio.gather(*(step(i) for i in range(4)))))
+    await flow.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def test_asyncflow_run_resume_skips_what_the_last_run_completed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from asyncflow.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flow.py").write_text(SCRIPT)
+    for _ in range(2):
+        assert main(["run", "flow.py", "--backend", "loop", "--resume"]) == 0
+    assert capsys.readouterr().out.split() == ["6", "6"]
+    assert (tmp_path / "ran.txt").read_text().split() == ["0", "1", "2", "3"]
+    [run_dir] = [p for p in tmp_path.iterdir() if (p / FILENAME).exists()]
+    run = read_run(run_dir)
+    assert run.session == 2 and all(t.resumed for t in run.tasks.values())
