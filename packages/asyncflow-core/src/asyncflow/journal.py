@@ -19,8 +19,6 @@ loop iteration to a writer thread, and that thread commits each batch in one tra
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import os
@@ -37,12 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._plugins import hookimpl
-from asyncflow._task import BLOCK, EXECUTABLE, TaskFuture
+from asyncflow._resume import cache_key, dumps
+from asyncflow._task import BLOCK, EXECUTABLE
 from asyncflow.backend import TaskState
 
 if TYPE_CHECKING:
     from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskRecord
+    from asyncflow._task import TaskFuture, TaskRecord
 
 __all__ = ["FILENAME", "Journal", "Run", "TaskRun", "find_run", "read_run"]
 
@@ -187,7 +186,7 @@ class Journal:
 
     def _store(self, task: TaskRecord) -> None:
         try:
-            value = _dumps(task.future.result())
+            value = dumps(task.future.result())
         except Exception as exc:  # an unpicklable result: the task will run again on resume
             log.warning("task %s (%s): its result cannot be pickled (%s: %s); a resumed run "
                         "will run it again", task.name, task.uid, type(exc).__name__, exc)
@@ -215,8 +214,12 @@ class Journal:
         """``(True, result)`` if an earlier session of this run stored a result for ``key``."""
         if self._reader is None:
             return False, None
-        row = self._reader.execute("SELECT value FROM results WHERE cache_key = ? AND "
-                                   "session < ?", (key, self.session)).fetchone()
+        try:
+            row = self._reader.execute("SELECT value FROM results WHERE cache_key = ? AND "
+                                       "session < ?", (key, self.session)).fetchone()
+        except sqlite3.Error as exc:  # the task runs again rather than the engine failing
+            log.warning("cannot look %s up in %s: %s; running the task", key, self.path, exc)
+            return False, None
         if row is None:
             return False, None
         try:
@@ -274,62 +277,6 @@ def _marks(n: int) -> str:
 def _script() -> str:
     main = sys.argv[0] if sys.argv and sys.argv[0] else ""
     return str(Path(main).resolve()) if main and main != "-c" else main
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        try:
-            import cloudpickle
-        except ImportError:
-            raise
-        return cloudpickle.dumps(value)  # type: ignore[no-any-return]
-
-
-# -- what identifies a call across runs -----------------------------------------------------
-
-
-class _KeyPickler(pickle.Pickler):
-    """Pickles a call's arguments with every upstream future replaced by what identifies its
-    result: its own key, or a digest of its value (a block's result, say). Hashing keys
-    rather than values makes a chain's keys cheap and stable even for large results.
-    """
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, TaskFuture):
-            key = getattr(obj, "_cache_key", None)
-            if key is None:
-                key = "value:" + hashlib.sha256(_dumps(obj.result())).hexdigest()
-            return key
-        return None
-
-
-def cache_key(task: TaskRecord) -> str | None:
-    """What identifies ``task``'s call across runs, or ``None`` when nothing stable does.
-
-    The function's module and qualified name, plus either the task's ``cache_key=`` option
-    (a string, or a function of the call's arguments) or a hash of the pickled arguments.
-    """
-    fn = task.fn
-    scope = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', task.name)}"
-    explicit = task.options.cache_key
-    try:
-        if explicit is not None:
-            if callable(explicit):
-                from asyncflow import _deps
-
-                explicit = explicit(*_deps.resolve(task.args), **_deps.resolve(task.kwargs))
-            identity = f"explicit:{explicit}".encode()
-        else:
-            buffer = io.BytesIO()
-            _KeyPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((task.args, task.kwargs))
-            identity = buffer.getvalue()
-    except Exception as exc:
-        log.debug("task %s (%s) has no cache key and will run on resume: %s: %s", task.name,
-                  task.uid, type(exc).__name__, exc)
-        return None
-    return hashlib.sha256(scope.encode() + b"\0" + identity).hexdigest()
 
 
 # -- finding a run to resume ---------------------------------------------------------------
