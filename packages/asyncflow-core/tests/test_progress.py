@@ -93,7 +93,7 @@ async def main():
 
     @flow.function_task
     async def nap(i):
-        await asyncio.sleep(0.3 + i / 100)
+        await asyncio.sleep(0.8 + i / 100)  # a few redraws (4 a second) before the end
         return i
 
     print("sum", sum(await asyncio.gather(*(nap(i) for i in range(20)))))

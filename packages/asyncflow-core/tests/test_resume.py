@@ -242,6 +242,7 @@ def test_a_run_killed_half_way_runs_no_completed_task_twice(tmp_path: Path) -> N
     assert child.returncode == -signal.SIGKILL
 
     before = read_run(work / "killed", session=1)
+    # Calls are numbered in call order (task.000001 is work(0)), in both runs alike.
     completed = {int(t.uid.split(".")[1]) - 1 for t in before.tasks.values()
                  if t.state == "DONE"}
     assert 500 <= len(completed) < 1000
