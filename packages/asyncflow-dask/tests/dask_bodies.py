@@ -29,6 +29,10 @@ def through_gate(address: Address, label: str) -> str:
     return label
 
 
+def pid_through_gate(address: Address, label: str) -> int:
+    return report(address, label, wait=True)
+
+
 def report_then_sleep(address: Address, label: str, seconds: float) -> int:
     """Tell the test which worker process runs this body, then simulate long work."""
     pid = report(address, label)

@@ -192,10 +192,11 @@ async def test_cancelling_a_running_command_kills_it(backend: DaskExecutionBacke
                        command=(sys.executable, "-c", code))
     await backend.submit([command])
     _, pid = await inbox.next()
+    process = psutil.Process(pid)  # now, while it surely exists
     await reports(backend).first(command.uid, TaskState.RUNNING)
     assert await backend.cancel(command.uid) is True
     assert reports(backend).states(command.uid) == [TaskState.RUNNING, TaskState.CANCELLED]
-    await asyncio.to_thread(psutil.Process(pid).wait, 60)  # returns once it is gone
+    await asyncio.to_thread(process.wait, 60)  # returns once it is gone
 
 
 async def test_cancelling_a_running_async_body_stops_it_on_the_worker(
