@@ -77,7 +77,7 @@ class ThreadRunner:
         unwinding = [asyncio.wrap_future(c.future) for c in calls
                      if c.task is not None and c.future is not None]
         if unwinding:
-            await asyncio.wait(unwinding)
+            await asyncio.gather(*unwinding, return_exceptions=True)
         await asyncio.to_thread(self._close_loops)
 
     def _close_loops(self) -> None:

@@ -135,7 +135,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             runner.closing = True
         drivers = [job.driver for job in self._jobs.values() if job.driver is not None]
         for driver in drivers:
-            driver.cancel()
+            if not driver.cancelling():  # a second cancel would cut its clean-up short
+                driver.cancel()
         if drivers:
             await asyncio.gather(*drivers, return_exceptions=True)
         if runner is not None:

@@ -1,0 +1,47 @@
+"""The seed's two examples run as written, end to end, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def run(name: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def count(text: str, event: str) -> int:
+    # Bodies print from several threads at once, so a line may hold two events: count them
+    # in the whole text.
+    return len(re.findall(rf"\[\d+\.\d\d\] {event}", text))
+
+
+@pytest.mark.parametrize("name", ["composite_independent_blocks.py",
+                                  "composite_blocks_with_dependency.py"])
+def test_the_seed_example_prints_the_seed_lines(name: str, tmp_path: Path) -> None:
+    out = run(name, tmp_path)
+    for step in ("task1", "task2", "task3"):
+        assert count(out, f"{step} started") == count(out, f"{step} completed") == 9
+    for workflow in ("WF1", "WF2", "WF3"):
+        assert count(out, f"{workflow} started") == count(out, f"{workflow} completed") == 3
+    for block in ("A", "B", "C"):
+        assert len(re.findall(rf"Processing Block {block} completed at \d+\.\d\d", out)) == 1
+    assert re.search(r"\nTotal time running asynchronously is: \d+\.\d\ds\n\Z", out)
+    assert not list(tmp_path.iterdir()), "nothing is written to disk unless asked for"
+
+
+def test_with_a_dependency_block_c_starts_after_a_and_b(tmp_path: Path) -> None:
+    out = run("composite_blocks_with_dependency.py", tmp_path)
+    a, b, c = (out.index(f"Processing Block {block} completed") for block in "ABC")
+    assert re.findall(r"WF\d (?:started|completed)", out[max(a, b):c]) == [
+        "WF1 started", "WF1 completed", "WF2 started", "WF2 completed", "WF3 started",
+        "WF3 completed"], "block C's workflows run after blocks A and B, one at a time"
