@@ -64,3 +64,7 @@ def size(data: bytes) -> int:
 def sleep(seconds: float) -> str:
     time.sleep(seconds)
     return "slept"
+
+
+def echo_pid(pid: int) -> int:
+    return pid

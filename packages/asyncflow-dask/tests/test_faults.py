@@ -52,3 +52,22 @@ async def test_killed_worker_fails_the_task_and_engine_retries_rerun_it(inbox: I
         assert again != pid
         inbox.open_gate()
         assert await twice == again  # the engine's second attempt, on a live worker
+
+
+async def test_a_result_lost_with_its_worker_is_recomputed_for_a_dependent(
+        inbox: Inbox) -> None:
+    backend = DaskExecutionBackend(n_workers=2, threads_per_worker=1)
+    async with await WorkflowEngine.create(backend=backend) as flow:
+        upstream = flow.function_task(bodies.report)(inbox.address, "upstream")
+        holder = await upstream  # its value stays on that worker too, for dependents
+        _, pid = await inbox.next()
+        assert pid == holder
+        os.kill(holder, signal.SIGKILL)
+        # The dependent needs the upstream's data, gone with its worker: Dask runs the
+        # upstream again (it reports once more), then the dependent, which sees the new run's
+        # result (here another pid: a body whose result varies gives a different value).
+        dependent = flow.function_task(bodies.echo_pid)(upstream)
+        _, again = await inbox.next()
+        assert again != holder
+        assert await dependent == again
+        assert upstream.result() == holder  # the engine's future keeps the first value
