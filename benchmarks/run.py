@@ -86,7 +86,7 @@ def run_times(args: argparse.Namespace, systems: list[str], shapes: list[str]
 
 def run_memory(args: argparse.Namespace, systems: list[str]) -> list[dict[str, Any]]:
     rows = []
-    for rep in range(1, args.reps + 1):
+    for rep in range(1, min(args.reps, 2) + 1):  # allocation counts barely vary; it is slow
         for system in systems:
             python = python_for(system, args)
             if python is None:
