@@ -1,17 +1,14 @@
-"""Fixtures of the Dask tests: a LocalCluster shared by a module, and helpers to await what
-happens in other processes (reports, worker pids) without sleeping."""
+"""Fixtures of the Dask tests: a LocalCluster shared by a module, and an Inbox for reports
+from task bodies in other processes."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from asyncflow import TaskState, TaskUpdate
+from dask_support import Inbox
 
 
 @pytest.fixture(scope="module")
@@ -27,77 +24,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield local
     finally:
         local.close(timeout=30)
-
-
-class Reports:
-    """A backend's sink that remembers every update and lets a test await one."""
-
-    def __init__(self) -> None:
-        self.updates: dict[str, list[TaskUpdate]] = {}
-        self._changed = asyncio.Event()
-
-    def __call__(self, update: TaskUpdate) -> None:
-        self.updates.setdefault(update.uid, []).append(update)
-        self._changed.set()
-
-    def states(self, uid: str) -> list[TaskState]:
-        return [u.state for u in self.updates.get(uid, [])]
-
-    async def first(self, uid: str, *states: TaskState) -> TaskUpdate:
-        """The first update of ``uid`` in one of ``states`` (any terminal one by default)."""
-        while True:
-            for update in self.updates.get(uid, []):
-                if update.state in states or (not states and update.state.is_terminal):
-                    return update
-            self._changed.clear()
-            await self._changed.wait()
-
-
-class Inbox:
-    """A TCP server on 127.0.0.1 that task bodies in other processes report to (see
-    ``dask_bodies.report``): the test awaits each ``(label, pid)`` instead of polling files.
-
-    Bodies that wait (``dask_bodies.through_gate``) stay blocked until :meth:`open_gate`.
-    """
-
-    def __init__(self) -> None:
-        self.arrivals: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        self.address: tuple[str, int] = ("127.0.0.1", 0)
-        self._server: asyncio.Server | None = None
-        self._waiting: list[asyncio.StreamWriter] = []
-        self._open = False
-
-    async def __aenter__(self) -> Inbox:
-        self._server = await asyncio.start_server(self._receive, "127.0.0.1", 0)
-        self.address = self._server.sockets[0].getsockname()[:2]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.open_gate()  # never leave a body blocked after the test
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        label, pid = (await reader.readline()).decode().split()
-        self._waiting.append(writer)
-        if self._open:
-            self.open_gate()
-        await self.arrivals.put((label, int(pid)))
-
-    def open_gate(self) -> None:
-        """Let every waiting body (and every later one) go on."""
-        self._open = True
-        writers, self._waiting = self._waiting, []
-        for writer in writers:
-            with contextlib.suppress(ConnectionError):
-                writer.write(b"go")
-            writer.close()
-
-    async def next(self) -> tuple[str, int]:
-        """The next ``(label, pid)`` a body reported (within a minute)."""
-        async with asyncio.timeout(60):
-            return await self.arrivals.get()
 
 
 @pytest.fixture

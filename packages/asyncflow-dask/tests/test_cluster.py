@@ -14,8 +14,8 @@ from typing import Any
 
 import dask_bodies as bodies
 import pytest
-from conftest import Inbox
-from external import dask_cluster, environment
+from dask_cli import dask_cluster, environment
+from dask_support import Inbox
 
 from asyncflow import WorkflowEngine
 from asyncflow.errors import BackendError, WorkerLostError

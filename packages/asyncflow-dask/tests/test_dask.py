@@ -16,7 +16,7 @@ import dask
 import dask_bodies as bodies
 import psutil
 import pytest
-from conftest import Inbox, Reports
+from dask_support import Inbox, Reports
 
 from asyncflow import TaskKind, TaskSpec, TaskState, WorkflowEngine
 from asyncflow.errors import BackendError, TaskTimeoutError

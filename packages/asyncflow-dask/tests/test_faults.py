@@ -8,7 +8,7 @@ import signal
 
 import dask_bodies as bodies
 import pytest
-from conftest import Inbox
+from dask_support import Inbox
 
 from asyncflow import WorkflowEngine
 from asyncflow.errors import WorkerLostError
