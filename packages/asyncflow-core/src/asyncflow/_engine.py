@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-import secrets
+import os
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -70,7 +70,8 @@ class WorkflowEngine(DecoratorsMixin):
         if not backends:
             raise ValueError("WorkflowEngine needs at least one backend")
         self.loop = asyncio.get_running_loop()
-        self.uid = uid or f"asyncflow.session.{secrets.token_hex(4)}"
+        # os.urandom, as secrets.token_hex does, without importing secrets (random, hashlib)
+        self.uid = uid or f"asyncflow.session.{os.urandom(4).hex()}"
         self.work_dir = Path(work_dir) if work_dir is not None else Path.cwd()
         self.dry_run = dry_run
         self.shutdown_timeout = shutdown_timeout

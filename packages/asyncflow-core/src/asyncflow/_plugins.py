@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Collection
-from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -118,6 +117,8 @@ def _build() -> None:
 
 def _load_entry_points(pm: pluggy.PluginManager, reg: BackendRegistry) -> None:
     blocked = {n.strip() for n in os.environ.get("ASYNCFLOW_DISABLE_PLUGINS", "").split(",")}
+    from importlib import metadata  # here, not at the top: it would double `import asyncflow`
+
     loaded: dict[str, str] = {}  # entry point name -> the distribution that provided it
     for ep in metadata.entry_points(group=GROUP):
         if ep.name in blocked:
