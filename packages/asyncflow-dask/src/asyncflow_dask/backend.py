@@ -130,7 +130,7 @@ class DaskExecutionBackend(ExecutionBackend):
         self._token = secrets.token_hex(4)  # tells our Dask keys and events from other runs'
         self._conn: Connection | None = None
         self._inflight: dict[str, _InFlight] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references to our asyncio tasks
         self._calls: dict[str, Callable[..., Any]] = {}
 
     @property
@@ -171,9 +171,9 @@ class DaskExecutionBackend(ExecutionBackend):
                         exc_info=True)
         finally:
             _events.stop_listening(conn.client, self._token)
-            for watcher in self._watchers:
-                watcher.cancel()
-            await asyncio.gather(*self._watchers, return_exceptions=True)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await conn.close()
 
     # -- submitting ------------------------------------------------------------------------
@@ -338,8 +338,8 @@ class DaskExecutionBackend(ExecutionBackend):
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _placement(spec: TaskSpec) -> dict[str, Any]:
