@@ -97,21 +97,44 @@ def _forget() -> None:
     _pending = None
 
 
+_mask_before_fork: set[int] | None = None  # the forking thread's mask, while a fork is on
+
+
+def _block_before_fork() -> None:
+    # A signal can reach a new child before its after-fork hook has run, while it still has
+    # our handlers and the loop's wakeup fd: a SIGTERM sent to it then would be written into
+    # the parent's loop. So the forking thread blocks these signals across the fork; the
+    # child handles what came meanwhile once its handlers are the previous ones again.
+    global _mask_before_fork
+    if _previous:
+        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+def _unblock_in_parent() -> None:
+    global _mask_before_fork
+    if _mask_before_fork is not None:
+        mask, _mask_before_fork = _mask_before_fork, None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _forget_in_child() -> None:
     # A forked child (a fork-context process-pool worker, os.fork() in a task body) inherits
     # these handlers and the loop's wakeup fd: a SIGTERM sent to it would be written into the
     # parent's loop, shutting the parent's engines down, and would never end the child.
     # The child gets back the handlers the process had before any engine started.
-    global _loop
-    if not _previous:
-        return
-    signal.set_wakeup_fd(-1)
-    for sig, previous in _previous.items():
-        signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-    _previous.clear()
-    _loop = None
-    _forget()
+    global _loop, _mask_before_fork
+    if _previous:
+        signal.set_wakeup_fd(-1)
+        for sig, previous in _previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        _previous.clear()
+        _loop = None
+        _forget()
+    if _mask_before_fork is not None:
+        mask, _mask_before_fork = _mask_before_fork, None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(before=_block_before_fork, after_in_parent=_unblock_in_parent,
+                        after_in_child=_forget_in_child)
