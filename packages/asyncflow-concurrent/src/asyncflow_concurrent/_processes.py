@@ -204,8 +204,11 @@ class ProcessRunner:
                                "which one could not be told)")
         for pid in exit_codes:
             self._killed.pop(pid, None)
-        log.warning("a worker of the process pool died; the pool was replaced "
-                    "(exit codes: %s)", exit_codes or "unknown")
+        if died or not on_purpose:
+            log.warning("a worker of the process pool died; the pool was replaced (worker "
+                        "exit codes: %s)", exit_codes or "unknown")
+        else:
+            log.info("the process pool was replaced after a task's worker was stopped")
 
     # -- shutdown --------------------------------------------------------------------------
 
