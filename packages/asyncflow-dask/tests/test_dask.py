@@ -250,3 +250,16 @@ async def test_two_backends_can_share_one_client(cluster: Any) -> None:
         await second.close()
         assert client.status == "running"  # a given client is used as given, never closed
         assert await client.submit(bodies.size, b"ok", pure=False) == 2
+
+
+async def test_a_given_cluster_is_used_and_left_running(cluster: Any) -> None:
+    backend = DaskExecutionBackend(cluster=cluster)
+    async with await WorkflowEngine.create(backend=backend) as flow:
+        assert await flow.function_task(bodies.size)(b"abcd") == 4
+        assert backend.client.scheduler.address == cluster.scheduler_address
+    assert backend.closed and cluster.status.name == "running"
+    from distributed import Client
+
+    async with Client(cluster.scheduler_address, asynchronous=True,
+                      set_as_default=False) as client:
+        assert len((await client.scheduler.identity())["workers"]) == 2

@@ -65,8 +65,9 @@ async def connect(*, address: str | None, cluster: Any, client: Any,
             await client
         return Connection(client, client.scheduler.address, owns_client=False)
     with dask.config.set(dict(config)):
-        if cluster is not None:
-            return Connection(await _client(cluster, connect_timeout), cluster.scheduler_address,
+        if cluster is not None:  # by address: a synchronous cluster runs another loop
+            address = cluster.scheduler_address
+            return Connection(await _client(address, connect_timeout), address,
                               owns_client=True)
         if address is not None:
             return Connection(await _client(address, connect_timeout), address,
