@@ -64,9 +64,9 @@ async def measure_time(system: str, shape_name: str) -> dict[str, Any]:
     await independent(api, WARMUP)
     gc.collect()
     rss_before = rss_kib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     value = await asyncio.wait_for(shape.run(api), shape.timeout)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = peak_rss_kib()
     gc.collect()
     rss_after = rss_kib()
@@ -75,7 +75,7 @@ async def measure_time(system: str, shape_name: str) -> dict[str, Any]:
     shutdown = time.perf_counter() - t0
     checked = SYSTEMS[system].runs_bodies
     return {
-        "wall": wall, "setup": setup, "shutdown": shutdown,
+        "wall": wall, "cpu": cpu, "setup": setup, "shutdown": shutdown,
         "checked": checked, "ok": (value == shape.expected) if checked else None,
         "value": value if checked else None, "expected": shape.expected,
         "rss_before_kib": rss_before, "peak_rss_kib": peak, "rss_after_kib": rss_after,

@@ -50,6 +50,7 @@ def summarize(rows: list[dict[str, Any]], systems: list[str], shapes: list[str]
                 wall=wall, wall_min=min(r["wall"] for r in good),
                 wall_max=max(r["wall"] for r in good),
                 us_per_task=wall / units * 1e6, tasks_per_s=units / wall,
+                cpu=_median([r["cpu"] for r in good if "cpu" in r]),
                 peak_rss_kib=_median([r["peak_rss_kib"] for r in good]),
                 growth_per_task=_median([(r["peak_rss_kib"] - r["rss_before_kib"]) * KIB / units
                                          for r in good]),
@@ -61,9 +62,11 @@ def summarize(rows: list[dict[str, Any]], systems: list[str], shapes: list[str]
     for system in times:
         floor = SYSTEMS[system].floor
         for shape, entry in times[system].items():
-            base = times.get(floor, {}).get(shape, {}).get("wall")
-            if "wall" in entry and base:
-                entry["ratio"] = entry["wall"] / base
+            base = times.get(floor, {}).get(shape, {})
+            if "wall" in entry and base.get("wall"):
+                entry["ratio"] = entry["wall"] / base["wall"]
+            if entry.get("cpu") and base.get("cpu"):
+                entry["cpu_ratio"] = entry["cpu"] / base["cpu"]
 
     memory: dict[str, Any] = {}
     for system in systems:
@@ -113,12 +116,12 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
             limit = CHAIN_LIMIT if shape.startswith("S2") else WIDE_LIMIT
             ratio = entry.get("ratio")
             add(f"{system} {shape} <= x{limit:g} floor", ratio, limit,
-                "n/a" if ratio is None else f"x{ratio:.2f}")
+                "n/a" if ratio is None else f"x{ratio:.2f}" + _cpu_note(entry))
     for shape, entry in times.get("asyncflow-threads", {}).items():
         if not shape.startswith("S5"):
             ratio = entry.get("ratio")
             add(f"asyncflow-threads {shape} <= x{THREAD_LIMIT:g} run_in_executor", ratio,
-                THREAD_LIMIT, "n/a" if ratio is None else f"x{ratio:.2f}")
+                THREAD_LIMIT, "n/a" if ratio is None else f"x{ratio:.2f}" + _cpu_note(entry))
     for system in ("asyncflow-onloop", "asyncflow-threads", "asyncflow-threads-async"):
         entry = times.get(system, {}).get("S5-seed")
         if entry and "wall" in entry:
@@ -137,6 +140,10 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         seconds = startup["import"]["median"]
         add("import asyncflow < 80 ms", seconds, IMPORT_LIMIT, f"{seconds * 1e3:.1f} ms")
     return out
+
+
+def _cpu_note(entry: dict[str, Any]) -> str:
+    return f" (CPU x{entry['cpu_ratio']:.2f})" if "cpu_ratio" in entry else ""
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -184,6 +191,11 @@ def render(document: dict[str, Any]) -> str:
         if fmt == "us":
             ratio = f" (x{entry['ratio']:.2f})" if "ratio" in entry else ""
             return f"{_fmt_us(entry['us_per_task'])} µs{ratio}{mark}"
+        if fmt == "cpu":
+            if not entry.get("cpu"):
+                return ""
+            ratio = f" (x{entry['cpu_ratio']:.2f})" if "cpu_ratio" in entry else ""
+            return f"{_fmt_us(entry['cpu'] / SHAPES[shape].tasks * 1e6)} µs{ratio}"
         return f"{entry['tasks_per_s']:,.0f}{mark}"
 
     lines += ["## µs per task (x the floor)", ""]
@@ -191,7 +203,13 @@ def render(document: dict[str, Any]) -> str:
                     [[s, SYSTEMS[s].floor, *[cell(s, sh, "us") for sh in wide]]
                      for s in systems], "ll" + "r" * len(wide))
     lines += ["", "Chain: µs per task = latency per dependency level. Composite: per task or "
-              "block (900 tasks + 100 blocks).", "", "## Tasks per second", ""]
+              "block (900 tasks + 100 blocks).", "",
+              "## CPU time of the process per task (x the floor's)", ""]
+    lines += _table(["system", *wide], [[s, *[cell(s, sh, "cpu") for sh in wide]]
+                                        for s in systems])
+    lines += ["", "Less sensitive than wall time to other jobs on a shared machine. For systems "
+              "with threads it adds up every thread's CPU: work, not latency.", "",
+              "## Tasks per second", ""]
     lines += _table(["system", *wide], [[s, *[cell(s, sh, "tps") for sh in wide]]
                                         for s in systems])
     if "S5-seed" in shapes:
