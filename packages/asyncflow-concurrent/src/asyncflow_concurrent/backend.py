@@ -94,15 +94,11 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         self._max_workers = max_workers
         self._jobs: dict[str, Job] = {}
         self._runner: Runner | None = None
-
-    @property
-    def mode(self) -> Mode:
+        self.mode: Mode = (
+            "loop" if executor is None
+            else "processes" if executor == "processes" or isinstance(executor, ProcessPoolExecutor)
+            else "threads")
         """``"loop"``, ``"threads"`` or ``"processes"``: where function bodies run."""
-        if self._executor is None:
-            return "loop"
-        if self._executor == "processes" or isinstance(self._executor, ProcessPoolExecutor):
-            return "processes"
-        return "threads"
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -123,11 +119,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             self._runner = ThreadRunner(
                 executor if isinstance(executor, ThreadPoolExecutor) else ThreadPoolExecutor(
                     self._max_workers, thread_name_prefix="asyncflow-concurrent"), loop)
-        log.info("concurrent execution backend started (function bodies: %s)", self._where())
-
-    def _where(self) -> str:
-        return {"loop": "event loop + thread pool", "threads": "thread pool",
-                "processes": "process pool"}[self.mode]
+        log.info("concurrent execution backend started (mode %s)", self.mode)
 
     async def shutdown(self) -> None:
         runner = self._runner
