@@ -128,14 +128,19 @@ async def measure_soak(system: str, batches: int, size: int) -> dict[str, Any]:
     api = await open_system(system)
     await independent(api, WARMUP)
     gc.collect()
-    rows = [{"batch": 0, "tasks": 0, "rss_kib": rss_kib(), "seconds": 0.0}]
+    rows = [{"batch": 0, "tasks": 0, "rss_kib": rss_kib(), "seconds": 0.0,
+             "objects": len(gc.get_objects())}]
     start = time.perf_counter()
     for batch in range(1, batches + 1):
         value = await independent(api, size)
         if value is not None and value != sum(range(size)):
             raise AssertionError(f"batch {batch}: wrong sum {value}")
+        seconds = time.perf_counter() - start
+        gc.collect()  # what is alive now is what the batch left behind
+        # Flat ints only: a row holding a dict would itself be a tracked object per batch.
         rows.append({"batch": batch, "tasks": batch * size, "rss_kib": rss_kib(),
-                     "seconds": time.perf_counter() - start, "tables": _engine_tables(api)})
+                     "seconds": seconds, "objects": len(gc.get_objects()),
+                     **(_engine_tables(api) or {})})
     await api.close()
     return {"rows": rows, "peak_rss_kib": peak_rss_kib()}
 

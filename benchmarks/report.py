@@ -303,11 +303,17 @@ def _soak(summary: dict[str, Any]) -> list[str]:
         rss = [b["rss_kib"] for b in batches]
         half = rss[len(rss) // 2:]
         drift = (half[-1] - half[0]) / max(len(half) - 1, 1)
-        tables = batches[-1].get("tables") or {}
+        records = batches[-1].get("records")
+        objects = [b.get("objects", 0) for b in batches]
         rows.append([system, f"{batches[-1]['tasks']:,}", f"{rss[0] / KIB:.1f} MiB",
                      f"{max(rss) / KIB:.1f} MiB", f"{rss[-1] / KIB:.1f} MiB",
-                     f"{drift:+.1f} KiB", f"{batches[-1]['seconds']:.0f} s",
-                     str(tables.get("records", "")) if tables else ""])
+                     f"{drift:+.1f} KiB", f"{objects[0]:,} / {objects[-1]:,}",
+                     f"{batches[-1]['seconds']:.0f} s",
+                     "" if records is None else str(records)])
     lines += _table(["system", "tasks", "RSS after batch 1", "max", "last",
-                     "drift per batch (2nd half)", "time", "records left"], rows)
+                     "RSS drift per batch (2nd half)", "live objects after batch 1 / last",
+                     "time", "records left"], rows)
+    lines += ["", "Live objects: what the garbage collector tracks once a batch is over; flat "
+              "means finished tasks leave nothing behind. RSS also holds freed memory the "
+              "allocator keeps (fragmentation), so it may creep while the objects do not."]
     return lines
