@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from asyncflow._task import TaskFuture
@@ -79,6 +80,8 @@ def files_in(args: tuple[Any, ...], kwargs: dict[str, Any]
              ) -> tuple[tuple[InputFile, ...], tuple[OutputFile, ...]]:
     """The ``InputFile`` and ``OutputFile`` arguments of a call, nested in containers too, in
     order and each once (for backends that stage files)."""
+    if not _may_hold_files(args) and not (kwargs and _may_hold_files(kwargs.values())):
+        return NO_FILES  # the usual call: a type check per argument, nothing allocated
     inputs: list[InputFile] = []
     outputs: list[OutputFile] = []
     for value in args:
@@ -86,6 +89,13 @@ def files_in(args: tuple[Any, ...], kwargs: dict[str, Any]
     for value in kwargs.values():
         _collect_files(value, inputs, outputs)
     return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
+
+
+_MAY_HOLD_FILES = frozenset({InputFile, OutputFile, *_CONTAINERS})
+
+
+def _may_hold_files(values: Iterable[Any]) -> bool:
+    return not _MAY_HOLD_FILES.isdisjoint(map(type, values))
 
 
 def _collect_files(value: Any, inputs: list[InputFile], outputs: list[OutputFile]) -> None:
