@@ -51,6 +51,9 @@ def _collect(value: Any, found: list[TaskFuture[Any]]) -> None:
             _collect(item, found)
 
 
+_NESTED = frozenset({TaskFuture, *_CONTAINERS})  # the types resolve() has work to do for
+
+
 def resolve(value: Any, backend: ExecutionBackend | None = None) -> Any:
     """``value`` with every TaskFuture replaced by its result (the futures are all done), or
     by the ref ``backend`` itself reported for that result (``TaskUpdate.ref``)."""
@@ -60,12 +63,17 @@ def resolve(value: Any, backend: ExecutionBackend | None = None) -> Any:
         if ref is not None and ref[0] is backend:
             return ref[1]
         return value.result()
-    if kind is list:
-        return [resolve(v, backend) for v in value]
+    # In the usual containers (a call's args and kwargs), an item that can hold no future is
+    # kept without a call: a type check instead of a recursion per argument.
     if kind is tuple:
-        return tuple([resolve(v, backend) for v in value])
+        return tuple([resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture)
+                      else v for v in value])
     if kind is dict:
-        return {k: resolve(v, backend) for k, v in value.items()}
+        return {k: resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture)
+                else v for k, v in value.items()}
+    if kind is list:
+        return [resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture) else v
+                for v in value]
     if kind is set:
         return {resolve(v, backend) for v in value}
     if kind is frozenset:
