@@ -169,7 +169,8 @@ async def profile(system: str, shape_name: str, tool: str, out: str) -> dict[str
     else:
         import pyinstrument
 
-        profiler = pyinstrument.Profiler(interval=0.0001, async_mode="enabled")
+        # async_mode "disabled": every sample, the event loop's callbacks included
+        profiler = pyinstrument.Profiler(interval=0.0001, async_mode="disabled")
         profiler.start()
         await shape.run(api)
         profiler.stop()
