@@ -1,0 +1,127 @@
+"""The parts that need no pilot: options, task descriptions, staging, the wire format."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncflow import InputFile, OutputFile, TaskKind, TaskSpec
+from asyncflow.errors import BackendError
+from asyncflow_radical import RadicalExecutionBackend, _describe, _environment, _remote, _staging
+from asyncflow_radical._pilot import import_radical_pilot
+
+rp = import_radical_pilot()
+
+FIELDS = frozenset(rp.TaskDescription()._schema)
+
+
+def command(cmd: tuple[str, ...] | str, **fields: object) -> TaskSpec:
+    return TaskSpec("task.000001", "step", TaskKind.EXECUTABLE, command=cmd,
+                    shell=isinstance(cmd, str), **fields)  # type: ignore[arg-type]
+
+
+def test_constants_match_radical_pilot() -> None:
+    assert (_describe.MODE_EXECUTABLE, _describe.MODE_FUNCTION) == (rp.TASK_EXECUTABLE,
+                                                                    rp.TASK_FUNCTION)
+    assert (_staging.LINK, _staging.TRANSFER) == (rp.LINK, rp.TRANSFER)
+
+
+def test_pilot_options_map_to_a_pilot_description() -> None:
+    backend = RadicalExecutionBackend(resource="site.machine", cores=64, gpus=4, runtime=30,
+                                      queue="debug", project="abc123", access_schema="batch",
+                                      sandbox="/scratch/me", pilot={"cleanup": True})
+    assert backend.pilot_description == {
+        "resource": "site.machine", "cores": 64, "gpus": 4, "runtime": 30, "queue": "debug",
+        "project": "abc123", "access_schema": "batch", "sandbox": "/scratch/me",
+        "cleanup": True, "exit_on_error": False}
+    assert set(backend.pilot_description) <= set(rp.PilotDescription()._schema)
+    assert RadicalExecutionBackend().pilot_description["nodes"] == 1  # one node by default
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cores": -1}, "cores"), ({"runtime": 0}, "runtime"),
+    ({"raptor_cores_per_worker": 0}, "raptor_cores_per_worker"),
+    ({"pilot": {"exit_on_error": True}}, "exit_on_error is always False"),
+])
+def test_bad_options_are_refused_by_name(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RadicalExecutionBackend(**options)  # type: ignore[arg-type]
+
+
+def test_a_command_is_described_with_its_resources() -> None:
+    spec = command(("mpirun-app", "--size", "3"), env={"A": "1"}, timeout=5.0,
+                   description={"ranks": 4, "cores_per_rank": 2, "gpus_per_rank": 1,
+                                "pre_exec": ["module load x"]})
+    td = _describe.describe(spec, FIELDS, uid="af0.task.000001")
+    assert td["executable"] == "mpirun-app" and td["arguments"] == ["--size", "3"]
+    assert (td["ranks"], td["cores_per_rank"], td["gpus_per_rank"]) == (4, 2, 1)
+    assert td["pre_exec"] == ["module load x"] and td["timeout"] == 5.0
+    assert td["environment"] == {"A": "1"} and td["mode"] == rp.TASK_EXECUTABLE
+    rp.TaskDescription(td).verify()
+
+
+def test_shell_strings_and_dollars_travel_through_the_environment() -> None:
+    td = _describe.describe(command("echo $HOME | wc -c"), FIELDS, uid="u")
+    assert td["executable"] == "/bin/sh"
+    assert td["arguments"] == ["-c", "${ASYNCFLOW_ARG_2}"]
+    assert td["environment"]["ASYNCFLOW_ARG_2"] == "echo \\$HOME | wc -c"
+
+
+def test_description_lists_are_copied_not_shared() -> None:
+    shared = ["a=1"]
+    td = _describe.describe(command(("true",), cwd="/w", description={"pre_exec": shared}),
+                            FIELDS, uid="u")
+    assert td["pre_exec"] == ["cd /w", "a=1"] and shared == ["a=1"]
+
+
+@pytest.mark.parametrize(("description", "message"), [
+    ({"no_such_field": 1}, "not a field"), ({"executable": "/bin/x"}, "set by the radical"),
+])
+def test_bad_task_descriptions_name_task_and_key(description: dict[str, object],
+                                                 message: str) -> None:
+    with pytest.raises(ValueError, match=f"'step'.*{message}"):
+        _describe.describe(command(("true",), description=description), FIELDS, uid="u")
+
+
+def test_environment_names_must_be_exportable() -> None:
+    with pytest.raises(ValueError, match="'BAD-NAME'"):
+        _describe.describe(command(("true",), env={"BAD-NAME": "x"}), FIELDS, uid="u")
+
+
+def test_staging_links_outputs_and_copies_local_inputs(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("here.txt").write_text("x")
+    ledger = _staging.FileLedger()
+    writer = command(("w",), output_files=(OutputFile("out/a.txt"), OutputFile("/shared/b")))
+    ledger.record_outputs(writer, "af0.task.000001")
+    reader = command(("r",), cwd="sub",
+                     input_files=(InputFile("out/a.txt"), InputFile("here.txt"),
+                                  InputFile("/shared/b")))
+    assert ledger.input_staging(reader) == [
+        {"source": "pilot:///af0.task.000001/out/a.txt", "target": "task:///sub/out/a.txt",
+         "action": rp.LINK},
+        {"source": str(tmp_path / "here.txt"), "target": "task:///sub/here.txt",
+         "action": rp.TRANSFER}]
+    with pytest.raises(FileNotFoundError, match=r"'missing\.txt'"):
+        ledger.input_staging(command(("r",), input_files=(InputFile("missing.txt"),)))
+
+
+def test_the_wire_format_keeps_values_and_exceptions() -> None:
+    spec = TaskSpec("task.000001", "f", TaskKind.FUNCTION)
+    assert _remote.unpack(_remote._encode(("ok", (1, {2}))), spec) == (1, {2})
+    error = _remote._encode_error(KeyError("k"))
+    with pytest.raises(KeyError) as raised:
+        _remote.unpack(error, spec)
+    assert isinstance(raised.value.__cause__, _remote.RemoteTraceback)
+    with pytest.raises(BackendError, match="cannot be unpickled"):
+        _remote.unpack("bm90IGEgcGlja2xl", spec)
+
+
+def test_worker_pythonpath_holds_our_import_roots_not_the_interpreters() -> None:
+    roots = _environment.worker_pythonpath().split(os.pathsep)
+    assert str(Path(__file__).parent) in roots  # where this test module imports from
+    assert not any(root.startswith(sys.base_prefix + os.sep) for root in roots)
