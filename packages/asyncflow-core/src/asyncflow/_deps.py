@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 # Containers searched for futures. Only these exact types (not subclasses such as
 # namedtuples or user classes) are rebuilt on substitution, so user objects pass unchanged.
-_CONTAINERS = (list, tuple, set, frozenset, dict)
+_CONTAINERS = frozenset({list, tuple, set, frozenset, dict})  # a set: one hash per argument
 
 
 def futures_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[TaskFuture[Any]]:
