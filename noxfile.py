@@ -104,12 +104,17 @@ BENCH_PEERS = ["radical-asyncflow==0.6.0", "parsl", "dask[distributed]"]
 def bench(session: nox.Session) -> None:
     """The engine benchmark (benchmarks/run.py; options after ``--``, e.g. ``--reps 5``).
 
+    ``-- --backends`` adds benchmarks/dask_overhead.py and radical_overhead.py (when present).
     ``-- --peers`` also runs radical.asyncflow 0.6.0, Parsl and Dask side by side. They live
     in a separate environment, .nox/bench-peers: upstream ``radical.asyncflow`` has the
     import name of this project's alias, so the two cannot share one.
     """
-    install_packages(session, "asyncflow-concurrent")
     args = list(session.posargs)
+    packages = ["asyncflow-concurrent"]
+    if "--backends" in args:  # the backend packages' own overhead scripts, those present
+        packages += [f"asyncflow-{name}" for name in ("dask", "radical")
+                     if (ROOT / "benchmarks" / f"{name}_overhead.py").exists()]
+    install_packages(session, *packages)
     if "--profile" in args:
         session.install("pyinstrument")
     if "--peers" in args and "--peer-python" not in args:
