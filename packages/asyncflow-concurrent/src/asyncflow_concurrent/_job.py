@@ -18,13 +18,15 @@ class Job:
     timeout clock, so time spent waiting for a free worker does not count.
     """
 
-    __slots__ = ("deadline", "driver", "finished", "interruptible", "report", "running", "spec")
+    __slots__ = ("deadline", "driver", "finished", "interruptible", "report", "running", "spec",
+                 "started")
 
     def __init__(self, spec: TaskSpec, report: Callable[[TaskUpdate], None]) -> None:
         self.spec = spec
         self.report = report
         self.driver: asyncio.Task[None] | None = None
         self.deadline: asyncio.Timeout | None = None
+        self.started = False  # the driver has taken its first step
         self.running = False
         self.finished = False  # the terminal report has been sent: nothing more may follow
         self.interruptible = True

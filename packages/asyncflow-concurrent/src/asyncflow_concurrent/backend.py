@@ -22,7 +22,6 @@ terminal report.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -125,10 +124,14 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         runner = self._runner
         if runner is not None:
             runner.closing = True
-        drivers = [job.driver for job in self._jobs.values() if job.driver is not None]
-        for driver in drivers:
+        drivers = []
+        for job in list(self._jobs.values()):
+            driver = job.driver
+            if driver is None:
+                continue
+            drivers.append(driver)
             if not driver.cancelling():  # a second cancel would cut its clean-up short
-                driver.cancel()
+                self._stop(job, driver)
         if drivers:
             await asyncio.gather(*drivers, return_exceptions=True)
         if runner is not None:
@@ -141,11 +144,13 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         if self._runner is None or self._runner.closing:
             raise RuntimeError(f"{type(self).__name__} is not running")
         loop = asyncio.get_running_loop()
+        jobs = self._jobs
+        report = self.report
+        drive = self._drive
         for spec in tasks:
-            job = Job(spec, self.report)
-            self._jobs[spec.uid] = job
-            job.driver = loop.create_task(self._drive(job), name=f"asyncflow {spec.uid}")
-            job.driver.add_done_callback(functools.partial(self._cancelled_early, job))
+            job = Job(spec, report)
+            jobs[spec.uid] = job
+            job.driver = loop.create_task(drive(job))
 
     async def cancel(self, uid: str) -> bool:
         job = self._jobs.get(uid)
@@ -155,25 +160,31 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             log.warning("task %r (%s) cannot be stopped: its body runs in a thread until it "
                         "returns (Python threads cannot be interrupted)", job.spec.name, uid)
             return False
-        job.driver.cancel()
+        self._stop(job, job.driver)
         return True
+
+    def _stop(self, job: Job, driver: asyncio.Task[None]) -> None:
+        driver.cancel()
+        if not job.started:  # cancelled before its first step, it never enters _drive
+            self._settle(job, TaskUpdate.canceled(job.spec.uid))
 
     async def _drive(self, job: Job) -> None:
         """Run one task and send its one terminal report."""
+        job.started = True
         spec = job.spec
         update: TaskUpdate
         try:
-            async with asyncio.timeout(None) as deadline:  # armed when the body starts
-                job.deadline = deadline
+            if spec.timeout is not None:
+                value = await self._execute_timed(job)
+            elif spec.is_coroutine and self.mode == "loop" and spec.function is not None and \
+                    spec.kind is TaskKind.FUNCTION:  # the common case, inlined
+                body = spec.function(*spec.args, **spec.kwargs)
+                job.begin()
+                value = await body
+            else:
                 value = await self._execute(job)
         except asyncio.CancelledError:
             update = TaskUpdate.canceled(spec.uid)  # the driver is ours: its end is the report
-        except TimeoutError as exc:
-            error: BaseException = exc
-            if deadline.expired():
-                error = TaskTimeoutError(spec.name, spec.timeout or 0,
-                                         "" if job.interruptible else _THREAD_NOTE)
-            update = TaskUpdate.failed(spec.uid, error)
         except (Exception, SystemExit) as exc:  # the task failed, not the backend
             update = TaskUpdate.failed(spec.uid, exc)
         except BaseException as exc:  # KeyboardInterrupt: settle the task, then let it go on
@@ -183,10 +194,18 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             update = TaskUpdate.done(spec.uid, value)
         self._settle(job, update)
 
-    def _cancelled_early(self, job: Job, driver: asyncio.Task[None]) -> None:
-        # A driver cancelled before its first step never enters _drive: settle it here.
-        if not job.finished:
-            self._settle(job, TaskUpdate.canceled(job.spec.uid))
+    async def _execute_timed(self, job: Job) -> Any:
+        # Only tasks with a timeout pay for a deadline; it is armed when the body starts.
+        spec = job.spec
+        try:
+            async with asyncio.timeout(None) as deadline:
+                job.deadline = deadline
+                return await self._execute(job)
+        except TimeoutError:
+            if not deadline.expired():  # the body's own TimeoutError
+                raise
+            raise TaskTimeoutError(spec.name, spec.timeout or 0,
+                                   "" if job.interruptible else _THREAD_NOTE) from None
 
     def _settle(self, job: Job, update: TaskUpdate) -> None:
         job.finished = True
