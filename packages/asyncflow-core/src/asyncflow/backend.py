@@ -39,7 +39,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 __all__ = [
     "Capabilities",
@@ -145,9 +145,15 @@ class TaskSpec:
     """``OutputFile`` objects found in the arguments."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskUpdate:
-    """A backend's report about one task; build it with the class methods."""
+_new_tuple = tuple.__new__  # skips the named tuple's argument handling: all five are given
+
+
+class TaskUpdate(NamedTuple):
+    """A backend's report about one task; build it with the class methods.
+
+    Immutable. A named tuple rather than a frozen dataclass: backends build two per task, and
+    a tuple is built in a third of the time.
+    """
 
     uid: str
     state: TaskState
@@ -160,19 +166,19 @@ class TaskUpdate:
 
     @classmethod
     def running(cls, uid: str) -> TaskUpdate:
-        return cls(uid, TaskState.RUNNING)
+        return _new_tuple(cls, (uid, TaskState.RUNNING, None, None, None))
 
     @classmethod
     def done(cls, uid: str, value: Any = None, ref: Any = None) -> TaskUpdate:
-        return cls(uid, TaskState.DONE, value, ref=ref)
+        return _new_tuple(cls, (uid, TaskState.DONE, value, None, ref))
 
     @classmethod
     def failed(cls, uid: str, error: BaseException) -> TaskUpdate:
-        return cls(uid, TaskState.FAILED, error=error)
+        return _new_tuple(cls, (uid, TaskState.FAILED, None, error, None))
 
     @classmethod
     def canceled(cls, uid: str) -> TaskUpdate:
-        return cls(uid, TaskState.CANCELLED)
+        return _new_tuple(cls, (uid, TaskState.CANCELLED, None, None, None))
 
 
 Sink = Callable[[TaskUpdate], None]
