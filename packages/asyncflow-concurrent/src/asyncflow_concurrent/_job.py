@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asyncflow.backend import TaskSpec, TaskUpdate
+
+if TYPE_CHECKING:
+    from asyncflow_concurrent._threads import _ThreadCall
 
 
 class Job:
     """A task attempt between ``submit`` and its terminal report.
 
-    Its *driver* is the one asyncio task on the engine's loop that runs it and reports its
-    fate; cancelling the driver is how the task is cancelled. The runner calls :meth:`begin`
-    (on the engine's loop) when the body actually starts: that reports RUNNING and starts the
-    timeout clock, so time spent waiting for a free worker does not count.
+    A body in a thread pool has a *call*: the worker thread reports for it, and a *timer* on
+    the engine's loop if it has a timeout. Any other task has a *driver*: the one asyncio task
+    on the engine's loop that runs it and reports its fate; cancelling the driver is how the
+    task is cancelled. The runner calls :meth:`begin` (on the engine's loop) when the body
+    actually starts: that reports RUNNING and starts the timeout clock, so time spent waiting
+    for a free worker does not count.
     """
 
-    __slots__ = ("deadline", "driver", "finished", "interruptible", "report", "running", "spec",
-                 "started")
+    __slots__ = ("call", "deadline", "driver", "finished", "interruptible", "report", "running",
+                 "spec", "started", "timer")
 
     def __init__(self, spec: TaskSpec, report: Callable[[TaskUpdate], None]) -> None:
         self.spec = spec
         self.report = report
         self.driver: asyncio.Task[None] | None = None
+        self.call: _ThreadCall | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.deadline: asyncio.Timeout | None = None
         self.started = False  # the driver has taken its first step
         self.running = False
@@ -44,7 +51,7 @@ class Job:
 
 
 class Runner(Protocol):
-    """Where function bodies run: a thread pool or a process pool."""
+    """Where function bodies run when a driver waits for them: a process pool."""
 
     closing: bool
     """Set before the backend cancels its jobs at shutdown: no recovery, no resubmission."""

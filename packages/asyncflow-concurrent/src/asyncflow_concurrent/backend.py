@@ -14,9 +14,11 @@ Executable tasks run as child processes of this process in every mode, driven fr
 engine's loop by :func:`asyncflow.executables.run` (their own process group, killed on cancel
 and timeout).
 
-Each task is driven by one asyncio task on the engine's loop, held in ``_jobs`` until it has
-reported its fate: cancelling that driver cancels the task, and the driver's end is the one
-terminal report.
+A function body in a thread pool has no asyncio task: its worker thread reports RUNNING and
+the outcome, and the engine's loop settles it early on cancel or timeout. Every other task is
+driven by one asyncio task on the engine's loop: cancelling that driver cancels the task, and
+the driver's end is the one terminal report. Either way the task is held in ``_jobs`` until
+it has reported its fate, and the first terminal report is the only one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,22 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from asyncflow import executables
-from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskUpdate
+from asyncflow.backend import (
+    Capabilities,
+    ExecutionBackend,
+    TaskKind,
+    TaskSpec,
+    TaskState,
+    TaskUpdate,
+)
 from asyncflow.errors import TaskTimeoutError
 from asyncflow_concurrent._job import Job, Runner
+
+if TYPE_CHECKING:
+    from asyncflow_concurrent._threads import ThreadRunner
 
 __all__ = ["ConcurrentExecutionBackend", "LocalExecutionBackend"]
 
@@ -92,7 +104,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         self._executor = executor
         self._max_workers = max_workers
         self._jobs: dict[str, Job] = {}
-        self._runner: Runner | None = None
+        self._runner: Runner | None = None  # processes mode
+        self._threads: ThreadRunner | None = None  # the other modes
         self.mode: Mode = (
             "loop" if executor is None
             else "processes" if executor == "processes" or isinstance(executor, ProcessPoolExecutor)
@@ -115,17 +128,22 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         else:
             from asyncflow_concurrent._threads import ThreadRunner
 
-            self._runner = ThreadRunner(
+            self._threads = ThreadRunner(
                 executor if isinstance(executor, ThreadPoolExecutor) else ThreadPoolExecutor(
-                    self._max_workers, thread_name_prefix="asyncflow-concurrent"), loop)
+                    self._max_workers, thread_name_prefix="asyncflow-concurrent"), loop,
+                self._on_thread_update)
         log.info("concurrent execution backend started (mode %s)", self.mode)
 
     async def shutdown(self) -> None:
-        runner = self._runner
+        runner = self._runner or self._threads
         if runner is not None:
             runner.closing = True
         drivers = []
         for job in list(self._jobs.values()):
+            if job.call is not None:
+                job.call.stop()  # a plain body runs on: close() says so
+                self._settle(job, TaskUpdate.canceled(job.spec.uid))
+                continue
             driver = job.driver
             if driver is None:
                 continue
@@ -141,27 +159,71 @@ class ConcurrentExecutionBackend(ExecutionBackend):
     # -- tasks -----------------------------------------------------------------------------
 
     async def submit(self, tasks: Sequence[TaskSpec]) -> None:
-        if self._runner is None or self._runner.closing:
+        runner = self._runner or self._threads
+        if runner is None or runner.closing:
             raise RuntimeError(f"{type(self).__name__} is not running")
         loop = asyncio.get_running_loop()
         jobs = self._jobs
         report = self.report
         drive = self._drive
+        threads = self._threads
+        on_loop = self.mode == "loop"
         for spec in tasks:
             job = Job(spec, report)
             jobs[spec.uid] = job
-            job.driver = loop.create_task(drive(job))
+            if threads is not None and spec.kind is TaskKind.FUNCTION and not (
+                    on_loop and spec.is_coroutine):
+                try:
+                    threads.submit(job)
+                except Exception as exc:  # the pool was shut down under us
+                    self._settle(job, TaskUpdate.failed(spec.uid, exc))
+            else:
+                job.driver = loop.create_task(drive(job))
 
     async def cancel(self, uid: str) -> bool:
         job = self._jobs.get(uid)
-        if job is None or job.driver is None or job.finished:
+        if job is None or job.finished:
+            return False
+        if job.call is not None:
+            if not job.call.stop():
+                self._warn_unstoppable(job)
+                return False
+            self._settle(job, TaskUpdate.canceled(uid))
+            return True
+        if job.driver is None:
             return False
         if not job.interruptible:  # it will run to its end and report how it ended
-            log.warning("task %r (%s) cannot be stopped: its body runs in a thread until it "
-                        "returns (Python threads cannot be interrupted)", job.spec.name, uid)
+            self._warn_unstoppable(job)
             return False
         self._stop(job, job.driver)
         return True
+
+    @staticmethod
+    def _warn_unstoppable(job: Job) -> None:
+        log.warning("task %r (%s) cannot be stopped: its body runs in a thread until it returns "
+                    "(Python threads cannot be interrupted)", job.spec.name, job.spec.uid)
+
+    def _on_thread_update(self, job: Job, update: TaskUpdate) -> None:
+        """A worker thread's report, on the engine's loop."""
+        if job.finished:  # settled here already (cancelled, timed out, shut down)
+            return
+        if update.state is not TaskState.RUNNING:
+            self._settle(job, update)
+            return
+        job.running = True
+        self.report(update)
+        timeout = job.spec.timeout
+        if timeout is not None:  # counted from the body's start, not from the queue
+            job.timer = asyncio.get_running_loop().call_later(timeout, self._expire, job)
+
+    def _expire(self, job: Job) -> None:
+        """A thread body's timeout: settle it now, and stop the body if that can be done."""
+        if job.finished or job.call is None:
+            return
+        spec = job.spec
+        stopped = job.call.stop()
+        self._settle(job, TaskUpdate.failed(spec.uid, TaskTimeoutError(
+            spec.name, spec.timeout or 0, "" if stopped else _THREAD_NOTE)))
 
     def _stop(self, job: Job, driver: asyncio.Task[None]) -> None:
         driver.cancel()
@@ -209,6 +271,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
 
     def _settle(self, job: Job, update: TaskUpdate) -> None:
         job.finished = True
+        if job.timer is not None:
+            job.timer.cancel()
         if self._jobs.get(job.spec.uid) is job:  # a retry may already own the uid
             del self._jobs[job.spec.uid]
         self.report(update)
