@@ -1,7 +1,7 @@
 """Per-task cost of the radical backend next to raw RADICAL-Pilot, on one pilot, in one run.
 
     bash packages/asyncflow-radical/tests/contained.sh benchmarks/radical_overhead.py \
-        [--tasks 100] [--rounds 3] [--json results.json]
+        [--tasks 100] [--rounds 3] [--json PATH]
 
 One pilot is started through a WorkflowEngine. Each round then runs, on that pilot, one batch
 of ``--tasks`` trivial tasks four ways, alternating so that drift hits both sides alike:
@@ -13,8 +13,9 @@ of ``--tasks`` trivial tasks four ways, alternating so that drift hits both side
   then the same function as AsyncFlow function tasks.
 
 It prints the pilot's start-up and shutdown times and, per way, the median milliseconds per
-task and the ratio AsyncFlow / raw (goal: at most 1.2). Round 0 warms up (RAPTOR starts, code
-paths get imported) and is not counted. Outside contained.sh it uses ``local.localhost``.
+task and the ratio AsyncFlow / raw (goal: at most 1.2), and writes them as JSON
+(``benchmarks/results/radical_overhead.json``). Round 0 warms up (RAPTOR starts, code paths
+get imported) and is not counted. Outside contained.sh it uses ``local.localhost``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +34,7 @@ from asyncflow import WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
 
 RESOURCE = os.environ.get("ASYNCFLOW_RADICAL_TEST_RESOURCE", "local.localhost")
+RESULTS = Path(__file__).parent / "results" / "radical_overhead.json"
 
 
 def noop() -> None:
@@ -128,10 +129,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100, help="tasks per batch")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
     args = parser.parse_args()
     outcome = asyncio.run(main(args.tasks, args.rounds))
     print(report(outcome))
-    if args.json:
-        args.json.write_text(json.dumps(outcome, indent=2))
-    sys.exit(0)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(outcome, indent=2))

@@ -125,3 +125,41 @@ def test_worker_pythonpath_holds_our_import_roots_not_the_interpreters() -> None
     roots = _environment.worker_pythonpath().split(os.pathsep)
     assert str(Path(__file__).parent) in roots  # where this test module imports from
     assert not any(root.startswith(sys.base_prefix + os.sep) for root in roots)
+
+
+def test_prepare_points_radical_at_this_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VIRTUAL_ENV", "RADICAL_DEFAULT_IFACE", "RADICAL_REPORT", "RADICAL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RADICAL_PROFILE", "TRUE")  # asked for by the user: kept
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    _environment.prepare("local.localhost")
+    assert os.environ["VIRTUAL_ENV"] == sys.prefix  # the tests run in a virtualenv
+    assert os.environ["PATH"] == f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"
+    assert os.environ["RADICAL_DEFAULT_IFACE"] == "lo"
+    assert (os.environ["RADICAL_REPORT"], os.environ["RADICAL_PROFILE"]) == ("FALSE", "TRUE")
+    monkeypatch.delenv("RADICAL_DEFAULT_IFACE")
+    _environment.prepare("tacc.frontera")  # a remote site: its own network interface
+    assert "RADICAL_DEFAULT_IFACE" not in os.environ
+
+
+def test_a_site_that_would_build_a_fresh_virtualenv_uses_ours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import radical.utils as ru
+
+    user = tmp_path / "user"
+    (user / ".radical" / "pilot" / "configs").mkdir(parents=True)
+    (user / ".radical" / "pilot" / "configs" / "resource_tacc.json").write_text(
+        '{"frontera": {"cores_per_node": 7}}')
+    monkeypatch.setenv("RADICAL_CONFIG_USER_DIR", str(user))
+
+    def frontera() -> dict[str, object]:
+        return dict(ru.Config("radical.pilot.resource", name="*", expand=False)["tacc"]
+                    ["frontera"])
+
+    assert frontera()["virtenv_mode"] == "create"  # as RADICAL-Pilot ships it
+    with _environment.own_environment("tacc.frontera"):
+        inside = frontera()
+    assert (inside["virtenv_mode"], inside["rp_version"]) == ("local", "installed")
+    assert inside["cores_per_node"] == 7  # the user's own settings stay
+    assert os.environ["RADICAL_CONFIG_USER_DIR"] == str(user)
+    assert frontera()["virtenv_mode"] == "create"

@@ -8,10 +8,20 @@ agent runs where this interpreter runs: never a fresh virtualenv, never a networ
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-__all__ = ["prepare", "worker_pythonpath"]
+__all__ = ["own_environment", "prepare", "worker_pythonpath"]
+
+# What a resource configuration must say for the agent to use this interpreter's environment.
+OWN_ENVIRONMENT = {"virtenv_mode": "local", "rp_version": "installed"}
 
 
 def prepare(resource: str) -> None:
@@ -31,6 +41,47 @@ def prepare(resource: str) -> None:
         env.setdefault("RADICAL_DEFAULT_IFACE", "lo")  # every ZMQ endpoint on 127.0.0.1
     env.setdefault("RADICAL_REPORT", "FALSE")  # no progress bars on the user's stdout
     env.setdefault("RADICAL_PROFILE", "FALSE")  # no *.prof files, no NTP lookups
+
+
+@contextlib.contextmanager
+def own_environment(resource: str) -> Iterator[None]:
+    """While inside (creating the session), ``resource`` is configured to use this environment.
+
+    Many sites' shipped configurations say ``virtenv_mode: create``: the agent would build a
+    fresh virtualenv and pip-install RADICAL-Pilot into it, from the network, and never see
+    the user's packages. RADICAL merges user configurations, key by key, from
+    ``$RADICAL_CONFIG_USER_DIR/.radical/<module>/configs`` (default ``$HOME``) over its own;
+    a session reads them once, when it is created. So for that moment this points
+    ``RADICAL_CONFIG_USER_DIR`` at a copy of the user's configurations with
+    :data:`OWN_ENVIRONMENT` added for ``resource``.
+    """
+    import radical.utils as ru  # imported with radical.pilot already
+
+    site, _, label = resource.partition(".")
+    current = (ru.Config("radical.pilot.resource", name="*", expand=False).get(site)
+               or {}).get(label)
+    if current is None or all(current.get(k) == v for k, v in OWN_ENVIRONMENT.items()):
+        yield  # unknown (RADICAL-Pilot will say so) or right as it is
+        return
+    user = os.environ.get("RADICAL_CONFIG_USER_DIR")
+    with tempfile.TemporaryDirectory(prefix="asyncflow-radical-config-") as folder:
+        source = Path(user or os.environ.get("HOME") or "/", ".radical")
+        copy = Path(folder, ".radical")
+        for configs in source.glob("**/configs"):
+            shutil.copytree(configs, copy / configs.relative_to(source), dirs_exist_ok=True)
+        target = copy / "pilot" / "configs" / f"resource_{site}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mine: dict[str, Any] = json.loads(target.read_text()) if target.exists() else {}
+        mine.setdefault(label, {}).update(OWN_ENVIRONMENT)
+        target.write_text(json.dumps(mine, indent=2))
+        os.environ["RADICAL_CONFIG_USER_DIR"] = folder
+        try:
+            yield
+        finally:
+            if user is None:
+                del os.environ["RADICAL_CONFIG_USER_DIR"]
+            else:
+                os.environ["RADICAL_CONFIG_USER_DIR"] = user
 
 
 def worker_pythonpath() -> str:

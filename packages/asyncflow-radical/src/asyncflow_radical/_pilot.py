@@ -104,7 +104,8 @@ class PilotJob:
             if unknown:
                 raise ValueError(f"radical backend: pilot options {unknown} are not fields of "
                                  f"radical.pilot's PilotDescription ({', '.join(sorted(known))})")
-            self._session = rp.Session(cfg={"base": self.client_sandbox})
+            with _environment.own_environment(self.resource):
+                self._session = rp.Session(cfg={"base": self.client_sandbox})
             self._pmgr = rp.PilotManager(session=self._session)
             self._tmgr = rp.TaskManager(session=self._session)
             self._pmgr.register_callback(self._on_pilot_state)
@@ -118,10 +119,13 @@ class PilotJob:
         with self._serial:
             with self._lock:
                 self._closed = True
-                self._listeners.clear()
+                listeners, self._listeners = self._listeners, []
                 self._owners.clear()
                 raptor = list(self._raptor_tasks)
                 self._raptor_tasks, self._raptor = frozenset(), None
+            for listener in listeners:  # backends still sharing the pilot: their tasks end
+                listener.pilot_changed(self.rp.CANCELED if self.rp else "CANCELED",
+                                       "the backend that started the pilot has shut it down")
             tmgr, pmgr, session = self._tmgr, self._pmgr, self._session
             pilot, self._tmgr, self._pmgr, self._session, self._pilot = self._pilot, None, \
                 None, None, None
