@@ -36,7 +36,7 @@ import enum
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
@@ -103,49 +103,80 @@ class Capabilities:
         return [name for name, wanted in needed.items() if wanted and not getattr(self, name)]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """An immutable description of one task attempt, built by the engine for a backend.
+def _frozen(self: object, name: str, value: Any = None) -> None:
+    # What a frozen dataclass raises, for code that catches that.
+    raise FrozenInstanceError(f"cannot assign to field {name!r} of {type(self).__name__}")
 
-    It is not the user's future and not shared mutable state: a backend reads it and reports
-    back through :meth:`ExecutionBackend.report`.
-    """
+
+_new_tuple = tuple.__new__  # skips the named tuple's own argument handling: all are given
+
+
+class _TaskSpecFields(NamedTuple):
+    # The attributes of TaskSpec, in order (TaskSpec.__new__ gives them all).
 
     uid: str
     """Unique within the engine, e.g. ``task.000042``; the key of every report."""
     name: str
     """The task function's name, for messages."""
     kind: TaskKind
-    function: Callable[..., Any] | None = None
+    function: Callable[..., Any] | None
     """For function tasks: the body. It may be ``async def`` (see :attr:`is_coroutine`)."""
-    args: tuple[Any, ...] = ()
+    args: tuple[Any, ...]
     """Arguments with every upstream future replaced by its value, or by the ``ref`` this same
     backend reported for it (see :attr:`TaskUpdate.ref`); ``kwargs`` likewise."""
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    command: tuple[str, ...] | str | None = None
+    kwargs: Mapping[str, Any]
+    command: tuple[str, ...] | str | None
     """For executable tasks: argv, or the whole string when :attr:`shell` is set."""
-    shell: bool = False
-    description: Mapping[str, Any] = field(default_factory=dict)
+    shell: bool
+    description: Mapping[str, Any]
     """The merged ``task_description``: backend-specific resources and options."""
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None
     """Extra environment variables for executables (added to the backend's environment)."""
-    cwd: str | None = None
-    stdout: Path | None = None
+    cwd: str | None
+    stdout: Path | None
     """Where to write stdout when ``capture_stdio`` was asked for; the result is then this path."""
-    stderr: Path | None = None
-    timeout: float | None = None
+    stderr: Path | None
+    timeout: float | None
     """Seconds the body may run; the backend stops it and reports ``TaskTimeoutError``."""
-    attempt: int = 1
+    attempt: int
     """1 for the first run, 2 for the first retry, ..."""
-    is_coroutine: bool = False
+    is_coroutine: bool
     """``True`` when :attr:`function` is an ``async def`` function."""
-    input_files: tuple[Any, ...] = ()
+    input_files: tuple[Any, ...]
     """``InputFile`` objects found in the arguments (for backends that stage files)."""
-    output_files: tuple[Any, ...] = ()
+    output_files: tuple[Any, ...]
     """``OutputFile`` objects found in the arguments."""
 
 
-_new_tuple = tuple.__new__  # skips the named tuple's argument handling: all five are given
+class TaskSpec(_TaskSpecFields):
+    """An immutable description of one task attempt, built by the engine for a backend.
+
+    It is not the user's future and not shared mutable state: a backend reads it and reports
+    back through :meth:`ExecutionBackend.report`. Build it with keywords after ``kind``.
+
+    A named tuple rather than a frozen dataclass: the engine builds one per task attempt, and
+    a frozen dataclass sets its 18 fields one ``object.__setattr__`` call at a time.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, uid: str, name: str, kind: TaskKind,
+                function: Callable[..., Any] | None = None, args: tuple[Any, ...] = (),
+                kwargs: Mapping[str, Any] | None = None,
+                command: tuple[str, ...] | str | None = None, shell: bool = False,
+                description: Mapping[str, Any] | None = None,
+                env: Mapping[str, str] | None = None, cwd: str | None = None,
+                stdout: Path | None = None, stderr: Path | None = None,
+                timeout: float | None = None, attempt: int = 1, is_coroutine: bool = False,
+                input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = ()) -> Self:
+        # ``kwargs`` and ``description`` default to a new empty dict each
+        return _new_tuple(cls, (
+            uid, name, kind, function, args, {} if kwargs is None else kwargs, command, shell,
+            {} if description is None else description, env, cwd, stdout, stderr, timeout,
+            attempt, is_coroutine, input_files, output_files))
+
+    __setattr__ = _frozen
+    __delattr__ = _frozen
 
 
 class TaskUpdate(NamedTuple):
@@ -163,6 +194,12 @@ class TaskUpdate(NamedTuple):
     """Optional, with ``DONE``: the backend's own handle on the value where it lives (e.g. a
     Dask future). Opaque to the engine, which keeps it as long as the task's future lives and
     passes it, instead of the value, to later tasks that run on the same backend."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _frozen(self, name)
+
+    def __delattr__(self, name: str) -> None:
+        _frozen(self, name)
 
     @classmethod
     def running(cls, uid: str) -> TaskUpdate:
