@@ -15,25 +15,22 @@ if TYPE_CHECKING:
 class Job:
     """A task attempt between ``submit`` and its terminal report.
 
-    A body in a thread pool has a *call*: the worker thread reports for it, and a *timer* on
-    the engine's loop if it has a timeout. Any other task has a *driver*: the one asyncio task
-    on the engine's loop that runs it and reports its fate; cancelling the driver is how the
-    task is cancelled. The runner calls :meth:`begin` (on the engine's loop) when the body
-    actually starts: that reports RUNNING and starts the timeout clock, so time spent waiting
-    for a free worker does not count.
+    A body in a thread pool has a *call*: the worker thread reports for it. Any other task
+    has a *driver*: the one asyncio task on the engine's loop that runs it and reports its
+    fate; cancelling the driver is how the task is cancelled. The runner calls :meth:`begin`
+    (on the engine's loop) when the body actually starts: that reports RUNNING and starts the
+    timeout clock, so time spent waiting for a free worker does not count.
     """
 
     __slots__ = ("call", "deadline", "driver", "finished", "interruptible", "report", "running",
-                 "spec", "started", "timer")
+                 "spec")
 
     def __init__(self, spec: TaskSpec, report: Callable[[TaskUpdate], None]) -> None:
         self.spec = spec
         self.report = report
         self.driver: asyncio.Task[None] | None = None
         self.call: _ThreadCall | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.deadline: asyncio.Timeout | None = None
-        self.started = False  # the driver has taken its first step
         self.running = False
         self.finished = False  # the terminal report has been sent: nothing more may follow
         self.interruptible = True

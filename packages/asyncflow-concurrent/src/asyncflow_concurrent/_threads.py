@@ -128,7 +128,7 @@ class _ThreadCall:
     """The callable a worker thread runs for one job; :meth:`stop` is called on the engine's
     loop, concurrently with it, hence the runner's ``calls_lock``."""
 
-    __slots__ = ("future", "job", "runner", "started", "stopped", "task")
+    __slots__ = ("future", "job", "runner", "started", "stopped", "task", "timer")
 
     def __init__(self, job: Job, runner: ThreadRunner) -> None:
         self.job = job
@@ -137,6 +137,7 @@ class _ThreadCall:
         self.task: asyncio.Task[Any] | None = None  # an async body's task on the thread's loop
         self.started = False
         self.stopped = False
+        self.timer: asyncio.TimerHandle | None = None  # the timeout, on the engine's loop
 
     def __call__(self) -> None:
         job, runner = self.job, self.runner

@@ -24,6 +24,7 @@ it has reported its fate, and the first terminal report is the only one.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -214,7 +215,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         self.report(update)
         timeout = job.spec.timeout
         if timeout is not None:  # counted from the body's start, not from the queue
-            job.timer = asyncio.get_running_loop().call_later(timeout, self._expire, job)
+            assert job.call is not None
+            job.call.timer = asyncio.get_running_loop().call_later(timeout, self._expire, job)
 
     def _expire(self, job: Job) -> None:
         """A thread body's timeout: settle it now, and stop the body if that can be done."""
@@ -227,34 +229,34 @@ class ConcurrentExecutionBackend(ExecutionBackend):
 
     def _stop(self, job: Job, driver: asyncio.Task[None]) -> None:
         driver.cancel()
-        if not job.started:  # cancelled before its first step, it never enters _drive
+        # Cancelled before its first step, it never enters _drive: settle it here.
+        coro = driver.get_coro()
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
             self._settle(job, TaskUpdate.canceled(job.spec.uid))
 
     async def _drive(self, job: Job) -> None:
         """Run one task and send its one terminal report."""
-        job.started = True
+        # Few locals: this coroutine's frame is held for every task in flight.
         spec = job.spec
-        update: TaskUpdate
         try:
             if spec.timeout is not None:
                 value = await self._execute_timed(job)
             elif spec.is_coroutine and self.mode == "loop" and spec.function is not None and \
                     spec.kind is TaskKind.FUNCTION:  # the common case, inlined
-                body = spec.function(*spec.args, **spec.kwargs)
+                value = spec.function(*spec.args, **spec.kwargs)  # the body's coroutine
                 job.begin()
-                value = await body
+                value = await value
             else:
                 value = await self._execute(job)
-        except asyncio.CancelledError:
-            update = TaskUpdate.canceled(spec.uid)  # the driver is ours: its end is the report
+        except asyncio.CancelledError:  # the driver is ours: its end is the report
+            self._settle(job, TaskUpdate.canceled(spec.uid))
         except (Exception, SystemExit) as exc:  # the task failed, not the backend
-            update = TaskUpdate.failed(spec.uid, exc)
+            self._settle(job, TaskUpdate.failed(spec.uid, exc))
         except BaseException as exc:  # KeyboardInterrupt: settle the task, then let it go on
             self._settle(job, TaskUpdate.failed(spec.uid, exc))
             raise
         else:
-            update = TaskUpdate.done(spec.uid, value)
-        self._settle(job, update)
+            self._settle(job, TaskUpdate.done(spec.uid, value))
 
     async def _execute_timed(self, job: Job) -> Any:
         # Only tasks with a timeout pay for a deadline; it is armed when the body starts.
@@ -271,8 +273,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
 
     def _settle(self, job: Job, update: TaskUpdate) -> None:
         job.finished = True
-        if job.timer is not None:
-            job.timer.cancel()
+        if job.call is not None and job.call.timer is not None:
+            job.call.timer.cancel()
         if self._jobs.get(job.spec.uid) is job:  # a retry may already own the uid
             del self._jobs[job.spec.uid]
         self.report(update)
