@@ -124,11 +124,10 @@ class PilotJob:
                 raptor = list(self._raptor_tasks)
                 self._raptor_tasks, self._raptor = frozenset(), None
             for listener in listeners:  # backends still sharing the pilot: their tasks end
-                listener.pilot_changed(self.rp.CANCELED if self.rp else "CANCELED",
+                listener.pilot_changed("CANCELED",
                                        "the backend that started the pilot has shut it down")
-            tmgr, pmgr, session = self._tmgr, self._pmgr, self._session
-            pilot, self._tmgr, self._pmgr, self._session, self._pilot = self._pilot, None, \
-                None, None, None
+            tmgr, pmgr, session, pilot = self._tmgr, self._pmgr, self._session, self._pilot
+            self._tmgr = self._pmgr = self._session = self._pilot = None
             if tmgr is not None and raptor:  # never raptor.rpc("stop"): it can hang forever
                 _attempt("stop RAPTOR", tmgr.cancel_tasks, raptor)
                 _attempt("wait for RAPTOR to stop", tmgr.wait_tasks, raptor, timeout=30)
@@ -275,7 +274,8 @@ class PilotJob:
             if final:
                 self._raptor_ended(task, state)
             return
-        owner = self._owners.pop(uid, None) if final else self._owners.get(uid)
+        with self._lock:
+            owner = self._owners.pop(uid, None) if final else self._owners.get(uid)
         if owner is not None:
             owner.task_changed(task, state)
 
@@ -321,7 +321,7 @@ def _reap(sandbox: str | None) -> None:
     url = urlparse(sandbox or "")
     if url.scheme != "file" or url.hostname not in (None, "", "localhost") or not url.path:
         return
-    import psutil  # a dependency of radical.pilot's
+    import psutil  # only needed here
 
     root = url.path.rstrip("/") + "/"
     stale = []
