@@ -85,8 +85,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.install("mypy")
-    install_packages(session, *PACKAGES[:3])
-    session.run("mypy", *[f"packages/{p}/src" for p in PACKAGES[:3]])
+    install_packages(session, *PACKAGES)
+    session.run("mypy", *[f"packages/{p}/src" for p in PACKAGES])
 
 
 @nox.session
