@@ -36,9 +36,6 @@ __all__ = ["DaskExecutionBackend"]
 
 log = logging.getLogger("asyncflow.dask")
 
-PLACEMENT_KEYS = ("resources", "gpus", "workers", "allow_other_workers", "priority")
-"""``task_description`` keys this backend honours; the others are for other backends."""
-
 _THREAD_NOTE = ("; its body keeps running in a Dask worker thread until it returns (Python "
                 "threads cannot be interrupted)")
 
@@ -343,7 +340,11 @@ class DaskExecutionBackend(ExecutionBackend):
 
 
 def _placement(spec: TaskSpec) -> dict[str, Any]:
-    """The ``Client.map`` keywords of a task's ``task_description`` (see PLACEMENT_KEYS)."""
+    """The ``Client.map`` keywords of a task's ``task_description``.
+
+    Only ``resources``, ``gpus``, ``workers``, ``allow_other_workers`` and ``priority`` are
+    read here; other keys are for other backends.
+    """
     desc = spec.description
     where = f"task {spec.name!r} ({spec.uid})"
     options: dict[str, Any] = {}
