@@ -158,7 +158,7 @@ class DaskExecutionBackend(ExecutionBackend):
         entries = list(self._inflight.values())
         self._inflight.clear()
         for entry in entries:
-            self._settle(entry)
+            self._disarm(entry)
             self.report(TaskUpdate.canceled(entry.spec.uid))
         try:
             if entries and conn.client.status == "running":
@@ -284,10 +284,11 @@ class DaskExecutionBackend(ExecutionBackend):
         if self._inflight.get(entry.spec.uid) is not entry:
             return  # cancelled or timed out meanwhile: that was its terminal report
         del self._inflight[entry.spec.uid]
-        self._settle(entry)
+        self._disarm(entry)
         self.report(update)
 
-    def _settle(self, entry: _InFlight) -> None:
+    def _disarm(self, entry: _InFlight) -> None:
+        """Cancel the deadline timer of a plain def body; the caller reports the outcome."""
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
@@ -314,7 +315,7 @@ class DaskExecutionBackend(ExecutionBackend):
         entry = self._inflight.pop(uid, None)
         if entry is None:
             return False
-        self._settle(entry)
+        self._disarm(entry)
         self.report(TaskUpdate.canceled(uid))
         try:
             await self._cancel_on_cluster([entry])
