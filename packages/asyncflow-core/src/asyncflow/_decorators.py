@@ -148,7 +148,7 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     description = options.get("task_description") or {}
     if not isinstance(description, dict):
         raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
-    return TaskOptions(backend=backend, retries=retry.retries if retry else 0, timeout=timeout,
+    return TaskOptions(backend=backend, timeout=timeout,
                        capture_stdio=bool(options.get("capture_stdio", False)),
                        description=description, retry=retry, cache_key=cache_key)
 

@@ -24,7 +24,6 @@ class TaskOptions:
     """Decorator options, fixed when the task is defined."""
 
     backend: str | None = None
-    retries: int = 0
     timeout: float | None = None
     capture_stdio: bool = False
     is_coroutine: bool = False
