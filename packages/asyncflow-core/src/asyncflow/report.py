@@ -294,7 +294,7 @@ def write_html(run: Run, path: Path) -> Path:
         f"<title>AsyncFlow run {html.escape(run.uid)}</title>",
         f"<style>{_CSS}{colors}</style></head><body>",
         f"<h1>AsyncFlow run <code>{html.escape(run.uid)}</code></h1>",
-        _overview(run, timeline),
+        _overview(run),
         "<h2>Timeline</h2>",
         '<p class="legend">' + "".join(
             f'<span><i style="background:{color}"></i>{html.escape(text)}</span>'
@@ -316,7 +316,7 @@ def write_html(run: Run, path: Path) -> Path:
     return path
 
 
-def _overview(run: Run, timeline: Timeline) -> str:
+def _overview(run: Run) -> str:
     info = run.info
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"]))
     wall = (info["stopped"] - info["started"]) if info["stopped"] else None
