@@ -178,7 +178,8 @@ async def test_cancelling_a_running_function_stops_it(flow: WorkflowEngine,
     future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await future
-    # The worker's cores are free again: a following function runs at once.
+    # RAPTOR still takes function tasks after a cancel. (The worker has 3 cores, so this
+    # cannot tell whether the cancelled body freed its core.)
     assert await flow.function_task(bodies.later)("after") == "after"
 
 
