@@ -372,42 +372,37 @@ class WorkflowEngine(DecoratorsMixin):
             record.has_futures = False
             record.args = _deps.resolve(record.args)
             record.kwargs = _deps.resolve(record.kwargs)
+        record.body = self._spawn(self._run_body(record), record.uid)
         if record.kind == BLOCK:
-            record.body = self._spawn(self._run_block(record), record.uid)
             self._set_state(record, TaskState.RUNNING)
-        elif record.kind == EXECUTABLE:
-            record.body = self._spawn(self._build_command(record), record.uid)
 
-    async def _run_block(self, record: TaskRecord) -> None:
-        _current_block.set(record)  # this task runs in its own copy of the context
-        try:
-            value = await record.fn(*record.args, **record.kwargs)
-        except asyncio.CancelledError as exc:
-            self._finish(record, TaskState.CANCELLED, exc.args[0] if exc.args else None)
-            raise
-        except Exception as exc:
-            self._finish(record, TaskState.FAILED, error=exc)
-        else:
-            self._finish(record, TaskState.DONE, value)
+    async def _run_body(self, record: TaskRecord) -> None:
+        """Run a block's body, or an executable's (which returns its command), on this loop.
 
-    async def _build_command(self, record: TaskRecord) -> None:
-        # The body runs after its dependencies resolved, so the command can use their values.
+        It runs after the record's dependencies resolved, so it can use their values.
+        """
+        is_block = record.kind == BLOCK
+        if is_block:
+            _current_block.set(record)  # this task runs in its own copy of the context
         try:
-            command = record.fn(*record.args, **record.kwargs)
-            if asyncio.iscoroutine(command):
-                command = await command
-            if not isinstance(command, str) or not command.strip():
+            value = record.fn(*record.args, **record.kwargs)
+            if asyncio.iscoroutine(value):
+                value = await value
+            if not is_block and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"executable task {record.name!r} must return a non-empty "
-                                 f"command string, not {command!r}")
+                                 f"command string, not {value!r}")
         except asyncio.CancelledError as exc:
             self._finish(record, TaskState.CANCELLED, exc.args[0] if exc.args else None)
             raise
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
         else:
-            record.body = None
-            record.command = command
-            self._enqueue(record)
+            if is_block:
+                self._finish(record, TaskState.DONE, value)
+            else:
+                record.body = None
+                record.command = value
+                self._enqueue(record)
 
     def _enqueue(self, record: TaskRecord) -> None:
         try:
