@@ -298,11 +298,11 @@ class WorkflowEngine(DecoratorsMixin):
         seen: set[int] = set()
         failed: list[TaskFuture[Any]] = []
         cancelled: TaskFuture[Any] | None = None
+        record.has_futures = True
         for dep in deps:
             if id(dep) in seen:
                 continue
             seen.add(id(dep))
-            record.has_futures = True
             if dep.get_loop() is not self.loop:
                 self._finish(record, TaskState.FAILED, error=ValueError(
                     f"task {record.name!r} ({record.uid}): argument {dep!r} belongs to another "
