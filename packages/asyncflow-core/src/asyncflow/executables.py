@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -142,8 +141,3 @@ def _close(*streams: IO[bytes] | int) -> None:
     for stream in streams:
         if not isinstance(stream, int):
             stream.close()
-
-
-def environment(spec: TaskSpec) -> Mapping[str, str] | None:
-    """The full environment an executable runs with (``None``: this process's)."""
-    return _env(spec)
