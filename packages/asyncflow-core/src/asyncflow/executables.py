@@ -51,6 +51,12 @@ def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
     return str(spec.stdout) if spec.stdout is not None else out
 
 
+def _not_started(spec: TaskSpec, exc: OSError) -> ExecutableFailedError:
+    # Not found, not executable: what a shell reports as exit code 127 or 126.
+    code = 127 if isinstance(exc, FileNotFoundError) else 126
+    return ExecutableFailedError(spec.name, spec.command, code, str(exc))
+
+
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -76,10 +82,9 @@ async def run(spec: TaskSpec) -> Any:
             await started.wait()
         _close(out, err)
         raise
-    except OSError as exc:  # not found, not executable: what a shell reports as 127/126
+    except OSError as exc:
         _close(out, err)
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        raise ExecutableFailedError(spec.name, spec.command, code, str(exc)) from exc
+        raise _not_started(spec, exc) from exc
     try:
         async with asyncio.timeout(spec.timeout):
             stdout, stderr = await proc.communicate()
@@ -119,8 +124,7 @@ def run_blocking(spec: TaskSpec) -> Any:
             stdin=subprocess.DEVNULL, cwd=spec.cwd, env=_env(spec), start_new_session=True)
     except OSError as exc:
         _close(out, err)
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        raise ExecutableFailedError(spec.name, spec.command, code, str(exc)) from exc
+        raise _not_started(spec, exc) from exc
     try:
         stdout, stderr = proc.communicate(timeout=spec.timeout)
     except subprocess.TimeoutExpired:
