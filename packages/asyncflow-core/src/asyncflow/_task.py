@@ -11,7 +11,7 @@ from asyncflow.backend import TaskState
 
 if TYPE_CHECKING:
     from asyncflow._engine import WorkflowEngine
-    from asyncflow.backend import ExecutionBackend
+    from asyncflow.backend import ExecutionBackend, TaskSpec
     from asyncflow.retries import RetryPolicy
 
 T = TypeVar("T")
@@ -99,7 +99,7 @@ class TaskRecord:
         self.body: asyncio.Task[Any] | None = None  # a block's body, an executable's command
         self.executor: ExecutionBackend | None = None
         self.backend: str | None = None
-        self.spec: Any = None  # the TaskSpec in flight, once submitted
+        self.spec: TaskSpec | None = None  # built when released to its backend's batch
         self.command: str | None = None  # an executable's command, once its body returned
         self.error: BaseException | None = None  # why the last attempt failed
         self.cache_key: str | None = None  # set on release when the engine resumes a run
