@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from engine import EngineApi
 from floors import THREADS
 
 
@@ -35,23 +36,11 @@ def _awaitable(handle: Any) -> Any:
     return asyncio.wrap_future(handle) if isinstance(handle, Future) else handle
 
 
-class RadicalApi:
-    mode = "async"  # upstream refuses plain def bodies
+class RadicalApi(EngineApi):
+    """radical.asyncflow has this engine's programming model, so the same adapter serves."""
 
     def __init__(self, flow: Any) -> None:
-        self.flow = flow
-
-    def task(self, body: Callable[..., Any]) -> Callable[..., Any]:
-        return self.flow.function_task(body)  # type: ignore[no-any-return]
-
-    def block(self, body: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-        return self.flow.block(body)  # type: ignore[no-any-return]
-
-    async def gather(self, handles: list[Any]) -> list[Any]:
-        return await asyncio.gather(*handles)
-
-    async def close(self) -> None:
-        await self.flow.shutdown()
+        super().__init__(flow, mode="async")  # upstream refuses plain def bodies
 
 
 async def open_radical_local() -> RadicalApi:

@@ -13,25 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from _probe import clean_environment, install
+from _probe import clean_environment
 
 import asyncflow
 from asyncflow import WorkflowEngine, config
 from asyncflow.config import Layer, load, overriding
 
-
-@pytest.fixture(scope="module", autouse=True)
-def probe_plugin(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Register the probe plugin in this process through the public door."""
-    if "probe" in asyncflow.registry():
-        return
-    site = install(tmp_path_factory.mktemp("site"))
-    sys.path.insert(0, str(site))
-    try:
-        import asyncflow_probe  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(site))
-    asyncflow.register(asyncflow_probe, name="asyncflow_probe")
+pytestmark = pytest.mark.usefixtures("probe_plugin")
 
 
 @pytest.fixture(autouse=True)

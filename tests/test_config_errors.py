@@ -5,28 +5,14 @@ expected type or the variable, never a traceback from deep inside.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-from _probe import install
 
-import asyncflow
 from asyncflow import BackendOptionError, ConfigError, UnknownBackendError, WorkflowEngine
 from asyncflow.config import load
 
-
-@pytest.fixture(scope="module", autouse=True)
-def probe_plugin(tmp_path_factory: pytest.TempPathFactory) -> None:
-    if "probe" in asyncflow.registry():
-        return
-    site = install(tmp_path_factory.mktemp("site"))
-    sys.path.insert(0, str(site))
-    try:
-        import asyncflow_probe  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(site))
-    asyncflow.register(asyncflow_probe, name="asyncflow_probe")
+pytestmark = pytest.mark.usefixtures("probe_plugin")
 
 
 @pytest.fixture(autouse=True)
