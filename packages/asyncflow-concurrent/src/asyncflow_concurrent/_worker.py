@@ -18,6 +18,7 @@ from typing import Any
 
 import cloudpickle
 
+from asyncflow.errors import RemoteTraceback
 from asyncflow_concurrent._loops import close_loop
 
 __all__ = ["RemoteTraceback", "run", "unpack"]
@@ -25,21 +26,6 @@ __all__ = ["RemoteTraceback", "run", "unpack"]
 _loop: asyncio.AbstractEventLoop | None = None
 _channels: dict[str, socket.socket] = {}
 _pid = 0  # the process that owns _loop and _channels (a fork copies them)
-
-
-class RemoteTraceback(Exception):  # noqa: N818 - it is not an error of its own
-    """The traceback of an exception raised in a worker process, as text.
-
-    It is the ``__cause__`` of the exception a task raised in a worker, so the traceback
-    printed in the parent shows where the body failed.
-    """
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
 
 
 def run(payload: bytes, address: str, token: bytes, ticket: int) -> bytes:

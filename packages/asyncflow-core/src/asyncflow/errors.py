@@ -16,6 +16,7 @@ __all__ = [
     "EngineClosedError",
     "ExecutableFailedError",
     "PluginLoadError",
+    "RemoteTraceback",
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerLostError",
@@ -83,6 +84,19 @@ class TaskTimeoutError(AsyncFlowError, TimeoutError):
 
 class WorkerLostError(AsyncFlowError):
     """The process or machine running a task died before the task finished."""
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - a traceback shown as a cause, not an error
+    """The traceback of an exception raised in another process (a pool worker, a RAPTOR
+    worker), as text. Backends set it as the ``__cause__`` of the exception a task raised
+    there, so the traceback printed here shows where the body failed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class EngineClosedError(AsyncFlowError, RuntimeError):

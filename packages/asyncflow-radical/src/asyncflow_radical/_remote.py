@@ -28,23 +28,12 @@ from typing import Any
 import cloudpickle
 
 from asyncflow.backend import TaskSpec
-from asyncflow.errors import BackendError
+from asyncflow.errors import BackendError, RemoteTraceback
 
 __all__ = ["Cancelled", "RemoteTraceback", "call", "pack", "request_cancel", "unpack"]
 
 _OK, _RAISED, _CANCELLED = "ok", "raised", "cancelled"
 _SIGNAL = signal.SIGUSR1
-
-
-class RemoteTraceback(Exception):  # noqa: N818 - a traceback, shown as a cause
-    """The traceback of an exception raised in a RAPTOR worker; its ``__cause__`` here."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
 
 
 class Cancelled(BaseException):
