@@ -83,3 +83,10 @@ def run_asyncflow(*args: str, cwd: Path, env: dict[str, str],
     """``asyncflow ARGS`` as a user types it, in ``cwd``."""
     return subprocess.run([asyncflow_command(), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

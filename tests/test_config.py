@@ -7,40 +7,18 @@ with.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _probe import clean_environment
+from _probe import clean_environment, write
 
 import asyncflow
 from asyncflow import WorkflowEngine, config
 from asyncflow.config import Layer, load, overriding
 
-pytestmark = pytest.mark.usefixtures("probe_plugin")
-
-
-@pytest.fixture(autouse=True)
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder as the cwd, no ASYNCFLOW_* variables, a private user config folder,
-    and a repository root above the project so the pyproject search stays inside."""
-    for variable in list(os.environ):
-        if variable.startswith("ASYNCFLOW_"):
-            monkeypatch.delenv(variable)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    (tmp_path / ".git").mkdir()
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+pytestmark = pytest.mark.usefixtures("probe_plugin", "project")
 
 
 # -- each source ---------------------------------------------------------------------------

@@ -4,34 +4,15 @@ expected type or the variable, never a traceback from deep inside.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from _probe import write
 
 from asyncflow import BackendOptionError, ConfigError, UnknownBackendError, WorkflowEngine
 from asyncflow.config import load
 
-pytestmark = pytest.mark.usefixtures("probe_plugin")
-
-
-@pytest.fixture(autouse=True)
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for variable in list(os.environ):
-        if variable.startswith("ASYNCFLOW_"):
-            monkeypatch.delenv(variable)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    (tmp_path / ".git").mkdir()
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+pytestmark = pytest.mark.usefixtures("probe_plugin", "project")
 
 
 def place(where: str, text: str, project: Path, tmp_path: Path,
