@@ -93,9 +93,10 @@ async def test_finished_tasks_leave_the_engine_tables(flow: WorkflowEngine) -> N
     held = ok(2)
     held.cancel()  # cancelled before its batch went out
     await asyncio.gather(*futures, return_exceptions=True)
-    assert flow._records == {} and flow._batches == {}
+    assert flow._records == {}
+    assert all(not s.batch for s in flow._submitters.values())
     assert all(f._record is None for f in [held, *futures])
-    await asyncio.gather(*flow._tasks)  # submit tasks end right after their submit returns
+    await asyncio.gather(*flow._tasks)  # block bodies end right after they return
     assert not flow._tasks
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 # Containers searched for futures. Only these exact types (not subclasses such as
 # namedtuples or user classes) are rebuilt on substitution, so user objects pass unchanged.
+# TaskFuture is final, so an exact type check finds every future too.
 _CONTAINERS = frozenset({list, tuple, set, frozenset, dict})  # a set: one hash per argument
 
 
@@ -26,20 +27,20 @@ def futures_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[TaskFuture
     for value in args:
         if type(value) is TaskFuture:
             found.append(value)
-        elif type(value) in _CONTAINERS or isinstance(value, TaskFuture):
+        elif type(value) in _CONTAINERS:
             _collect(value, found)
     if kwargs:
         for value in kwargs.values():
             if type(value) is TaskFuture:
                 found.append(value)
-            elif type(value) in _CONTAINERS or isinstance(value, TaskFuture):
+            elif type(value) in _CONTAINERS:
                 _collect(value, found)
     return found
 
 
 def _collect(value: Any, found: list[TaskFuture[Any]]) -> None:
     kind = type(value)
-    if kind is TaskFuture or isinstance(value, TaskFuture):
+    if kind is TaskFuture:
         found.append(value)
     elif kind in _CONTAINERS:
         if kind is dict:
@@ -58,7 +59,7 @@ def resolve(value: Any, backend: ExecutionBackend | None = None) -> Any:
     """``value`` with every TaskFuture replaced by its result (the futures are all done), or
     by the ref ``backend`` itself reported for that result (``TaskUpdate.ref``)."""
     kind = type(value)
-    if kind is TaskFuture or isinstance(value, TaskFuture):
+    if kind is TaskFuture:
         ref = value._ref
         if ref is not None and ref[0] is backend:
             return ref[1]
@@ -66,14 +67,11 @@ def resolve(value: Any, backend: ExecutionBackend | None = None) -> Any:
     # In the usual containers (a call's args and kwargs), an item that can hold no future is
     # kept without a call: a type check instead of a recursion per argument.
     if kind is tuple:
-        return tuple([resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture)
-                      else v for v in value])
+        return tuple([resolve(v, backend) if type(v) in _NESTED else v for v in value])
     if kind is dict:
-        return {k: resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture)
-                else v for k, v in value.items()}
+        return {k: resolve(v, backend) if type(v) in _NESTED else v for k, v in value.items()}
     if kind is list:
-        return [resolve(v, backend) if type(v) in _NESTED or isinstance(v, TaskFuture) else v
-                for v in value]
+        return [resolve(v, backend) if type(v) in _NESTED else v for v in value]
     if kind is set:
         return {resolve(v, backend) for v in value}
     if kind is frozenset:

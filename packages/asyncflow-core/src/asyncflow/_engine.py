@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING, Any, Self
 
 from asyncflow import _deps, _plugins, _signals
 from asyncflow._decorators import DecoratorsMixin
+from asyncflow._submitter import Submitter
 from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions, TaskRecord
-from asyncflow.backend import ExecutionBackend, TaskKind, TaskSpec, TaskState, TaskUpdate
+from asyncflow.backend import (
+    ExecutionBackend,
+    TaskKind,
+    TaskSpec,
+    TaskState,
+    TaskUpdate,
+    _function_spec,
+)
 from asyncflow.errors import (
     BackendError,
     CapabilityError,
@@ -82,8 +90,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._records: dict[str, TaskRecord] = {}  # every task and block not finished yet
         # Function and executable tasks share the "task." uids, blocks have their own.
         self._counters = {"task": 0, "block": 0}
-        self._batches: dict[ExecutionBackend, list[TaskSpec]] = {}
-        self._flush_scheduled = False
+        self._submitters: dict[ExecutionBackend, Submitter] = {}  # made when the engine starts
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self._closing: asyncio.Task[None] | None = None
@@ -172,7 +179,10 @@ class WorkflowEngine(DecoratorsMixin):
                     backend.work_dir = run_dir
                 await backend.open()
                 started.append(backend)
+                self._submitters[backend] = Submitter(backend, self.loop, self._submit_failed)
         except BaseException as exc:
+            for submitter in self._submitters.values():
+                submitter.task.cancel()
             await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
             if self.journal is not None:
                 self.journal.close(exc)
@@ -211,8 +221,13 @@ class WorkflowEngine(DecoratorsMixin):
             for record in list(self._records.values()):
                 self._cancel(record, "the workflow engine is shutting down")
             # Block bodies and executable commands finish their cancellation; submits finish.
-            for task in await self._outlast([t for t in self._tasks if not t.done()]):
+            for submitter in self._submitters.values():
+                submitter.close()
+            submits = [s.task for s in self._submitters.values()]
+            for task in await self._outlast([*submits, *(t for t in self._tasks if not t.done())]):
                 log.error("%s did not finish within %ss of shutdown", task, self.shutdown_timeout)
+                if task in submits:  # the backend is closed next: stop waiting for it
+                    task.cancel()
             for record in list(self._records.values()):  # a block body ignored its cancellation
                 self._finish(record, TaskState.CANCELLED)
             if not skip_backends:
@@ -371,7 +386,8 @@ class WorkflowEngine(DecoratorsMixin):
         if record.has_futures:
             record.has_futures = False
             record.args = _deps.resolve(record.args)
-            record.kwargs = _deps.resolve(record.kwargs)
+            if record.kwargs:
+                record.kwargs = _deps.resolve(record.kwargs)
         record.body = self._spawn(self._run_body(record), record.uid)
         if record.kind == BLOCK:
             self._set_state(record, TaskState.RUNNING)
@@ -410,20 +426,13 @@ class WorkflowEngine(DecoratorsMixin):
             if record.has_futures:  # values, or refs to results this backend kept
                 record.has_futures = False
                 record.args = _deps.resolve(record.args, backend)
-                record.kwargs = _deps.resolve(record.kwargs, backend)
+                if record.kwargs:
+                    record.kwargs = _deps.resolve(record.kwargs, backend)
             record.spec = self._spec(record, backend)
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
             return
-        batch = self._batches.get(backend)
-        if batch is None:
-            self._batches[backend] = batch = []
-        batch.append(record.spec)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # A fresh context: the caller's (a block's, say) must not leak into the submit and
-            # into bodies a backend runs on this loop.
-            self._spawn(self._flush(), "asyncflow submit", contextvars.Context())
+        self._submitters[backend].add(record.spec)
 
     def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
         backend = record.executor
@@ -469,10 +478,9 @@ class WorkflowEngine(DecoratorsMixin):
             fn = record.fn
             if options.retry is not None:  # the body can ask for its attempt
                 fn = with_attempt(fn, record.attempt, options.is_coroutine)
-            return TaskSpec(record.uid, record.name, kind, fn, record.args,
-                            record.kwargs, description=desc, timeout=options.timeout,
-                            attempt=record.attempt, is_coroutine=options.is_coroutine,
-                            input_files=inputs, output_files=outputs)
+            return _function_spec(record.uid, record.name, fn, record.args, record.kwargs, desc,
+                                  options.timeout, record.attempt, options.is_coroutine, inputs,
+                                  outputs)
         command = record.command
         assert command is not None
         shell = bool(desc.get("shell", False))
@@ -487,38 +495,19 @@ class WorkflowEngine(DecoratorsMixin):
                         stderr=stderr, timeout=options.timeout, attempt=record.attempt,
                         input_files=inputs, output_files=outputs)
 
-    async def _flush(self) -> None:
-        """Send each backend its batch of ready tasks: one submit per backend per iteration.
+    def _submit_failed(self, backend: ExecutionBackend, specs: list[TaskSpec],
+                       exc: Exception) -> None:
+        """A ``submit`` raised: every task of its batch still in flight fails with it."""
+        for spec in specs:
+            record = self._records.get(spec.uid)
+            if record is not None and record.spec is spec:
+                error = BackendError(f"backend {backend.name!r} failed to submit task "
+                                     f"{spec.name!r} ({spec.uid}): {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._finish(record, TaskState.FAILED, error=error)
 
-        This task is started by the first release of an iteration, so it runs in the next one,
-        once every release of this one joined the batches. It submits to one backend itself and
-        spawns a task per other backend: a release costs a single loop hop to its backend.
-        """
-        self._flush_scheduled = False
-        batches, self._batches = self._batches, {}
-        if not batches:
-            return
-        *others, (backend, specs) = batches.items()
-        for other, other_specs in others:
-            self._spawn(self._submit(other, other_specs), f"submit to {other.name}")
-        await self._submit(backend, specs)
-
-    async def _submit(self, backend: ExecutionBackend, specs: list[TaskSpec]) -> None:
-        try:
-            await backend.submit(specs)
-        except Exception as exc:  # the batch fails, the engine goes on
-            for spec in specs:
-                record = self._records.get(spec.uid)
-                if record is not None and record.spec is spec:
-                    error = BackendError(f"backend {backend.name!r} failed to submit task "
-                                         f"{spec.name!r} ({spec.uid}): {type(exc).__name__}: "
-                                         f"{exc}")
-                    error.__cause__ = exc
-                    self._finish(record, TaskState.FAILED, error=error)
-
-    def _spawn(self, coro: Any, name: str,
-               context: contextvars.Context | None = None) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro, name=name, context=context)
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -646,10 +635,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._finish(record, TaskState.CANCELLED, msg)
         if spec is None or backend is None or backend.closed:
             return True
-        batch = self._batches.get(backend)
-        if batch is not None and any(s is spec for s in batch):  # not submitted yet: keep it
-            batch.remove(spec)
-        else:
+        if not self._submitters[backend].withdraw(spec):  # already submitted: ask the backend
             self._spawn(self._cancel_in_backend(backend, spec.uid), f"cancel {spec.uid}")
         return True
 

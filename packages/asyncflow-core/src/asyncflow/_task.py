@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from asyncflow.backend import TaskState
 
@@ -34,6 +34,7 @@ class TaskOptions:
     """With ``resume=True``: what identifies a call instead of its arguments."""
 
 
+@final
 class TaskFuture(asyncio.Future[T], Generic[T]):
     """The future a task or block call returns at once.
 
@@ -42,12 +43,14 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
     at once, asks the backend to stop a running one, and cancels a block's body and members.
     """
 
+    # Slots, not a __dict__: one future per task, set up on every call. TaskRecord sets them.
+    __slots__ = ("_cache_key", "_record", "_ref", "name", "state", "uid")
     # The record is dropped when the task finishes, so finished futures hold no engine state.
     _record: TaskRecord | None
     # What identifies its result across runs, when the engine resumes a run (see journal.py).
-    _cache_key: str | None = None
+    _cache_key: str | None
     # (backend, ref) when the backend keeps the result near its workers (TaskUpdate.ref).
-    _ref: tuple[ExecutionBackend | None, Any] | None = None
+    _ref: tuple[ExecutionBackend | None, Any] | None
     uid: str
     name: str
     state: TaskState
@@ -105,10 +108,12 @@ class TaskRecord:
         self.cache_key: str | None = None  # set on release when the engine resumes a run
         self.resumed = False
         self.future: TaskFuture[Any] = TaskFuture(loop=engine.loop)
-        self.future._record = self
-        self.future.uid = uid
-        self.future.name = name
-        self.future.state = TaskState.PENDING
+        future = self.future
+        future._record = self
+        future.uid = uid
+        future.name = name
+        future.state = TaskState.PENDING
+        future._cache_key = future._ref = None
 
     def __repr__(self) -> str:
         return f"<TaskRecord {self.uid} {self.name!r} {self.state} attempt={self.attempt}>"

@@ -179,6 +179,17 @@ class TaskSpec(_TaskSpecFields):
     __delattr__ = _frozen
 
 
+def _function_spec(uid: str, name: str, function: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: Mapping[str, Any], description: Mapping[str, Any],
+                   timeout: float | None, attempt: int, is_coroutine: bool,
+                   input_files: tuple[Any, ...], output_files: tuple[Any, ...]) -> TaskSpec:
+    """The spec of a function task, in the fields' order: the engine builds one per call, and
+    ``TaskSpec()``'s keywords and defaults cost more than the rest of it."""
+    return _new_tuple(TaskSpec, (
+        uid, name, TaskKind.FUNCTION, function, args, kwargs, None, False, description, None,
+        None, None, None, timeout, attempt, is_coroutine, input_files, output_files))
+
+
 class TaskUpdate(NamedTuple):
     """A backend's report about one task; build it with the class methods.
 
