@@ -310,14 +310,20 @@ class WorkflowEngine(DecoratorsMixin):
         if not deps:  # an independent call, the most common kind: nothing to count
             self._release(record)
             return
-        seen: set[int] = set()
+        if len(deps) > 1:
+            deps = list(dict.fromkeys(deps))  # each future counted once
         failed: list[TaskFuture[Any]] = []
         cancelled: TaskFuture[Any] | None = None
         record.has_futures = True
         for dep in deps:
-            if id(dep) in seen:
+            upstream = dep._record  # set while the task is unfinished
+            if upstream is not None and upstream.engine is self:  # the usual case: wait for it
+                record.waiting += 1
+                if upstream.dependents is None:
+                    upstream.dependents = [record]
+                else:
+                    upstream.dependents.append(record)
                 continue
-            seen.add(id(dep))
             if dep.get_loop() is not self.loop:
                 self._finish(record, TaskState.FAILED, error=ValueError(
                     f"task {record.name!r} ({record.uid}): argument {dep!r} belongs to another "
@@ -329,15 +335,8 @@ class WorkflowEngine(DecoratorsMixin):
                 elif dep.exception() is not None:
                     failed.append(dep)
                 continue
-            record.waiting += 1
-            upstream = dep._record
-            if upstream is not None and upstream.engine is self:
-                if upstream.dependents is None:
-                    upstream.dependents = [record]
-                else:
-                    upstream.dependents.append(record)
-            else:  # a future of another engine: hear about it through asyncio
-                dep.add_done_callback(functools.partial(self._upstream_done, record))
+            record.waiting += 1  # a future of another engine: hear about it through asyncio
+            dep.add_done_callback(functools.partial(self._upstream_done, record))
         if cancelled is not None:
             self._finish(record, TaskState.CANCELLED, _cancelled_because(cancelled))
         elif failed:
