@@ -4,6 +4,8 @@ finished tasks leave the engine's tables."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 
 from loop_backend import FunctionsOnlyBackend, LoopBackend
@@ -98,6 +100,21 @@ async def test_finished_tasks_leave_the_engine_tables(flow: WorkflowEngine) -> N
     assert all(f._record is None for f in [held, *futures])
     await asyncio.gather(*flow._tasks)  # block bodies end right after they return
     assert not flow._tasks
+
+
+async def test_nothing_holds_the_arguments_of_a_finished_task(noop_flow: WorkflowEngine) -> None:
+    class Payload:
+        pass
+
+    @noop_flow.function_task
+    async def use(payload: Payload) -> None: ...
+
+    payload = Payload()
+    gone = weakref.ref(payload)
+    await use(payload)  # its spec went out in a batch, and the submitter sleeps again
+    del payload
+    gc.collect()
+    assert gone() is None
 
 
 class InlineBackend(ExecutionBackend):

@@ -61,7 +61,6 @@ class Submitter:
             wake.set_result(None)
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        backend = self.backend
         while True:
             wake = loop.create_future()
             if self.batch:  # released while the last submit ran: send them next iteration
@@ -71,10 +70,13 @@ class Submitter:
             else:
                 self._wake = wake
             await wake
-            specs, self.batch = self.batch, []
-            if not specs:  # woken to close, or every task of the batch was cancelled
-                continue
-            try:
-                await backend.submit(specs)
-            except Exception as exc:  # the batch fails, the engine goes on
-                self.on_error(backend, specs, exc)
+            if self.batch:  # empty when woken to close, or when every task was cancelled
+                await self._send()
+
+    async def _send(self) -> None:
+        # Its own frame: the batch is not held while the submitter sleeps.
+        specs, self.batch = self.batch, []
+        try:
+            await self.backend.submit(specs)
+        except Exception as exc:  # the batch fails, the engine goes on
+            self.on_error(self.backend, specs, exc)
