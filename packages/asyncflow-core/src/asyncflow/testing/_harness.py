@@ -11,26 +11,54 @@ import asyncio
 import inspect
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncflow.backend import ExecutionBackend, TaskKind, TaskSpec, TaskState, TaskUpdate
 
+T = TypeVar("T")
+
 
 class Recorder:
-    """Collects a backend's reports and the contract violations among them."""
+    """A backend's sink that records every update and checks it against the contract.
 
-    def __init__(self) -> None:
+    Drive a backend directly with it in your own tests::
+
+        recorder = Recorder(timeout=30)  # made on the event loop's thread
+        backend.attach(recorder)
+        async with backend:
+            recorder.expect(spec.uid for spec in specs)
+            await backend.submit(specs)
+            update = await recorder.terminal(specs[0].uid)
+            assert update.state is TaskState.DONE
+        assert recorder.violations == []
+
+    Each update is checked as it arrives: delivered on the thread the recorder was made on
+    (the loop's), for a uid declared with :meth:`expect`, ``RUNNING`` at most once, nothing
+    after a terminal state, ``FAILED`` carrying an exception. A breach does not raise (it
+    may happen on another thread); it is added to :attr:`violations`.
+
+    Args:
+        timeout: Seconds each ``await`` on the recorder may take before it raises
+            :class:`TimeoutError` naming what it waited for; ``None`` waits for ever.
+    """
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = timeout
         self.thread = threading.get_ident()  # built on the loop that runs the scenario
         self.updates: dict[str, list[TaskUpdate]] = {}
+        """Every update received, by uid, in arrival order."""
         self.violations: list[str] = []
+        """One sentence per contract breach seen; empty for a conforming backend."""
+        self.waiting_for = "nothing"
+        """What the last await on the recorder waited for (for a timeout's message)."""
         self._expected: set[str] = set()
         self._waiters: dict[tuple[str, bool], list[asyncio.Future[TaskUpdate]]] = {}
-        self.waiting_for = "nothing"
 
     def expect(self, uids: Iterable[str]) -> None:
+        """Declare the uids about to be submitted: an update for any other is a violation."""
         self._expected.update(uids)
 
     def __call__(self, update: object) -> None:
@@ -64,7 +92,12 @@ class Recorder:
                 if not waiter.done():
                     waiter.set_result(update)
 
+    def states(self, uid: str) -> list[TaskState]:
+        """The states reported for ``uid`` so far, in order (``[]`` before its first)."""
+        return [u.state for u in self.updates.get(uid, [])]
+
     def terminal_of(self, uid: str) -> TaskUpdate | None:
+        """The task's terminal update if it has arrived, else ``None``."""
         return next((u for u in self.updates.get(uid, []) if u.state.is_terminal), None)
 
     async def terminal(self, uid: str) -> TaskUpdate:
@@ -72,15 +105,15 @@ class Recorder:
         found = self.terminal_of(uid)
         if found is not None:
             return found
-        self.waiting_for = f"the terminal update of {uid}"
-        return await self._future(uid, True)
+        return await self._bounded(f"the terminal update of {uid}", self._future(uid, True))
 
     async def running(self, uid: str) -> TaskUpdate:
-        """The task's first update (RUNNING, or its terminal one if it skipped RUNNING)."""
+        """The task's first update (``RUNNING``, or its terminal one if it skipped
+        ``RUNNING``), once it arrives."""
         if self.updates.get(uid):
             return self.updates[uid][0]
-        self.waiting_for = f"RUNNING (the first update) of {uid}"
-        return await self._future(uid, False)
+        return await self._bounded(f"RUNNING (the first update) of {uid}",
+                                   self._future(uid, False))
 
     def _future(self, uid: str, terminal: bool) -> asyncio.Future[TaskUpdate]:
         # Made at once, not in a task started later, so no update can slip in between.
@@ -88,14 +121,24 @@ class Recorder:
         self._waiters.setdefault((uid, terminal), []).append(waiter)
         return waiter
 
+    async def _bounded(self, what: str, awaitable: Awaitable[T]) -> T:
+        self.waiting_for = what
+        if self.timeout is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        except TimeoutError:
+            raise TimeoutError(f"waited {self.timeout:g} s for {what}") from None
+
     async def all_terminal(self, specs: Iterable[TaskSpec]) -> dict[str, TaskUpdate]:
-        """The terminal update of every spec, by uid."""
+        """The terminal update of every spec, by uid, once the last one arrives."""
         uids = [spec.uid for spec in specs]
         missing = [uid for uid in uids if self.terminal_of(uid) is None]
         if missing:
-            self.waiting_for = (f"terminal updates of {len(missing)} task(s), e.g. "
-                                f"{', '.join(missing[:5])}")
-            await asyncio.gather(*[self._future(uid, True) for uid in missing])
+            await self._bounded(f"terminal updates of {len(missing)} task(s), e.g. "
+                                f"{', '.join(missing[:5])}",
+                                asyncio.gather(*[self._future(uid, True) for uid in missing]))
         return {uid: self.terminal_of(uid) for uid in uids}  # type: ignore[misc]
 
 
