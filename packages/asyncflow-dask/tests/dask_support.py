@@ -1,37 +1,15 @@
-"""Helpers of the Dask tests to await what happens in other processes (reports, worker
-pids) without sleeping. A plain module, not the conftest, so test modules import it by a name
-no other package's tests use."""
+"""Helpers of the Dask tests to await what task bodies in other processes tell (worker pids,
+"I started") without sleeping. A plain module, not the conftest, so test modules import it by
+a name no other package's tests use. The backend's own reports go to an
+:class:`asyncflow.testing.Recorder`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from asyncflow import TaskState, TaskUpdate
+WITHIN = 60.0  # seconds any awaited event may take before the test fails
 
-
-class Reports:
-    """A backend's sink that remembers every update and lets a test await one."""
-
-    def __init__(self) -> None:
-        self.updates: dict[str, list[TaskUpdate]] = {}
-        self._changed = asyncio.Event()
-
-    def __call__(self, update: TaskUpdate) -> None:
-        self.updates.setdefault(update.uid, []).append(update)
-        self._changed.set()
-
-    def states(self, uid: str) -> list[TaskState]:
-        return [u.state for u in self.updates.get(uid, [])]
-
-    async def first(self, uid: str, *states: TaskState) -> TaskUpdate:
-        """The first update of ``uid`` in one of ``states`` (any terminal one by default)."""
-        while True:
-            for update in self.updates.get(uid, []):
-                if update.state in states or (not states and update.state.is_terminal):
-                    return update
-            self._changed.clear()
-            await self._changed.wait()
 
 
 class Inbox:
@@ -76,6 +54,6 @@ class Inbox:
             writer.close()
 
     async def next(self) -> tuple[str, int]:
-        """The next ``(label, pid)`` a body reported (within a minute)."""
-        async with asyncio.timeout(60):
+        """The next ``(label, pid)`` a body reported (within :data:`WITHIN` seconds)."""
+        async with asyncio.timeout(WITHIN):
             return await self.arrivals.get()

@@ -16,10 +16,11 @@ import dask
 import dask_bodies as bodies
 import psutil
 import pytest
-from dask_support import Inbox, Reports
+from dask_support import WITHIN, Inbox
 
 from asyncflow import TaskKind, TaskSpec, TaskState, WorkflowEngine
 from asyncflow.errors import BackendError, TaskTimeoutError
+from asyncflow.testing import Recorder
 from asyncflow_dask import DaskExecutionBackend
 
 _uids = iter(range(1_000_000))
@@ -32,18 +33,20 @@ def spec(fn: Any, *args: Any, **fields: Any) -> TaskSpec:
 
 
 @pytest.fixture
-async def backend(cluster: Any) -> AsyncIterator[DaskExecutionBackend]:
-    """A started backend on the module's cluster, reporting to a :class:`Reports`."""
+def recorder() -> Recorder:
+    """What the ``backend`` fixture reports, each update checked against the contract."""
+    return Recorder(timeout=WITHIN)
+
+
+@pytest.fixture
+async def backend(cluster: Any, recorder: Recorder) -> AsyncIterator[DaskExecutionBackend]:
+    """A started backend on the module's cluster, reporting to ``recorder``; once it is
+    closed, no update it reported (shutdown's included) may have broken the contract."""
     connected = DaskExecutionBackend(address=cluster.scheduler_address)
-    connected.attach(Reports())
+    connected.attach(recorder)
     async with connected:
         yield connected
-
-
-def reports(backend: DaskExecutionBackend) -> Reports:
-    sink = backend._sink
-    assert isinstance(sink, Reports)
-    return sink
+    assert recorder.violations == []
 
 
 def test_loading_the_plugin_does_not_import_distributed() -> None:
@@ -73,22 +76,23 @@ async def test_an_unreachable_scheduler_fails_the_start_clearly() -> None:
 
 
 async def test_running_is_reported_when_the_body_starts_not_at_submission(
-        backend: DaskExecutionBackend, inbox: Inbox) -> None:
+        backend: DaskExecutionBackend, recorder: Recorder, inbox: Inbox) -> None:
     # The module's cluster has 2 workers x 2 threads: four bodies run, the fifth waits.
     specs = [spec(bodies.through_gate, inbox.address, f"gate{i}") for i in range(5)]
+    recorder.expect(s.uid for s in specs)
     await backend.submit(specs)
     started = {(await inbox.next())[0] for _ in range(4)}
     by_label = {s.args[1]: s for s in specs}
     for label in started:
-        await reports(backend).first(by_label[label].uid, TaskState.RUNNING)
+        assert (await recorder.running(by_label[label].uid)).state is TaskState.RUNNING
     (waiting,) = set(by_label) - started
-    assert reports(backend).states(by_label[waiting].uid) == []  # submitted, not running yet
+    assert recorder.states(by_label[waiting].uid) == []  # submitted, not running yet
     inbox.open_gate()
     assert (await inbox.next())[0] == waiting
     for s in specs:
-        done = await reports(backend).first(s.uid)
+        done = await recorder.terminal(s.uid)
         assert (done.state, done.value) == (TaskState.DONE, s.args[1])
-        assert reports(backend).states(s.uid) == [TaskState.RUNNING, TaskState.DONE]
+        assert recorder.states(s.uid) == [TaskState.RUNNING, TaskState.DONE]
 
 
 async def test_a_large_result_reaches_its_dependent_worker_to_worker(cluster: Any) -> None:
@@ -135,7 +139,7 @@ async def test_a_large_result_reaches_its_dependent_worker_to_worker(cluster: An
 
 
 async def test_a_body_is_sent_by_value_when_it_is_not_importable(
-        backend: DaskExecutionBackend) -> None:
+        backend: DaskExecutionBackend, recorder: Recorder) -> None:
     def local_body(x: int) -> int:  # defined here: Dask workers cannot import it
         return x * 7
 
@@ -144,19 +148,21 @@ async def test_a_body_is_sent_by_value_when_it_is_not_importable(
         return x + 1
 
     first, second = spec(local_body, 6), spec(local_async, 1)
+    recorder.expect([first.uid, second.uid])
     await backend.submit([first, second])
-    assert (await reports(backend).first(first.uid)).value == 42
-    assert (await reports(backend).first(second.uid)).value == 2
+    assert (await recorder.terminal(first.uid)).value == 42
+    assert (await recorder.terminal(second.uid)).value == 2
 
 
 async def test_one_unpicklable_argument_fails_only_its_task(
-        backend: DaskExecutionBackend) -> None:
+        backend: DaskExecutionBackend, recorder: Recorder) -> None:
     bad, good = spec(bodies.size, threading.Lock()), spec(bodies.size, b"abc")
+    recorder.expect([bad.uid, good.uid])
     await backend.submit([bad, good])
-    failed = await reports(backend).first(bad.uid)
+    failed = await recorder.terminal(bad.uid)
     assert failed.state is TaskState.FAILED and isinstance(failed.error, BackendError)
     assert f"task 'size' ({bad.uid}) cannot be sent to Dask" in str(failed.error)
-    assert (await reports(backend).first(good.uid)).value == 3
+    assert (await recorder.terminal(good.uid)).value == 3
 
 
 async def test_resources_are_dask_worker_resources() -> None:
@@ -164,15 +170,17 @@ async def test_resources_are_dask_worker_resources() -> None:
     # wait for them.
     backend = DaskExecutionBackend(n_workers=1, threads_per_worker=2, processes=False,
                                    cluster_options={"resources": {"GPU": 1}})
-    backend.attach(Reports())
+    recorder = Recorder(timeout=WITHIN)
+    backend.attach(recorder)
     async with backend:
         gpu_a = spec(bodies.interval, 0.3, description={"gpus": 1})
         gpu_b = spec(bodies.interval, 0.3, description={"resources": {"GPU": 1}})
         cpu = spec(bodies.interval, 0.3)
         tpu = spec(bodies.interval, 0, description={"resources": {"TPU": 1}})
         nowhere = spec(bodies.interval, 0, description={"workers": "tcp://192.0.2.1:1"})
+        recorder.expect(s.uid for s in (gpu_a, gpu_b, cpu, tpu, nowhere))
         await backend.submit([gpu_a, gpu_b, cpu, tpu, nowhere])
-        (a0, a1), (b0, b1), (c0, c1) = [(await reports(backend).first(s.uid)).value
+        (a0, a1), (b0, b1), (c0, c1) = [(await recorder.terminal(s.uid)).value
                                         for s in (gpu_a, gpu_b, cpu)]
         assert a1 <= b0 or b1 <= a0, "two tasks held the worker's one GPU at once"
         # The worker's second thread is free while a GPU task runs: the CPU task overlaps one.
@@ -181,34 +189,38 @@ async def test_resources_are_dask_worker_resources() -> None:
         for unplaceable, why in ((tpu, "Dask resources {'TPU': 1}, but no worker offers "
                                        "them (workers offer: GPU=1)"),
                                  (nowhere, "none of the workers ['tcp://192.0.2.1:1']")):
-            failed = await reports(backend).first(unplaceable.uid)
+            failed = await recorder.terminal(unplaceable.uid)
             assert failed.state is TaskState.FAILED and why in str(failed.error), failed
             assert f"({unplaceable.uid})" in str(failed.error)
+    assert recorder.violations == []
 
 
 async def test_cancelling_a_running_command_kills_it(backend: DaskExecutionBackend,
-                                                     inbox: Inbox, bodies_dir: Any) -> None:
+                                                     recorder: Recorder, inbox: Inbox,
+                                                     bodies_dir: Any) -> None:
     code = (f"import sys; sys.path.insert(0, {str(bodies_dir)!r}); import dask_bodies; "
             f"dask_bodies.report_then_sleep({inbox.address!r}, 'command', 3600)")
     command = TaskSpec("test.command", "sleeper", TaskKind.EXECUTABLE,
                        command=(sys.executable, "-c", code))
+    recorder.expect([command.uid])
     await backend.submit([command])
     _, pid = await inbox.next()
     process = psutil.Process(pid)  # now, while it surely exists
-    await reports(backend).first(command.uid, TaskState.RUNNING)
+    assert (await recorder.running(command.uid)).state is TaskState.RUNNING
     assert await backend.cancel(command.uid) is True
-    assert reports(backend).states(command.uid) == [TaskState.RUNNING, TaskState.CANCELLED]
+    assert recorder.states(command.uid) == [TaskState.RUNNING, TaskState.CANCELLED]
     await asyncio.to_thread(process.wait, 60)  # returns once it is gone
 
 
 async def test_cancelling_a_running_async_body_stops_it_on_the_worker(
-        backend: DaskExecutionBackend, inbox: Inbox) -> None:
+        backend: DaskExecutionBackend, recorder: Recorder, inbox: Inbox) -> None:
     sleeper = spec(bodies.report_then_sleep_async, inbox.address, "async", 3600)
+    recorder.expect([sleeper.uid])
     await backend.submit([sleeper])
     await inbox.next()
-    await reports(backend).first(sleeper.uid, TaskState.RUNNING)
+    assert (await recorder.running(sleeper.uid)).state is TaskState.RUNNING
     assert await backend.cancel(sleeper.uid) is True
-    assert reports(backend).states(sleeper.uid) == [TaskState.RUNNING, TaskState.CANCELLED]
+    assert recorder.states(sleeper.uid) == [TaskState.RUNNING, TaskState.CANCELLED]
 
     def still_running() -> list[str]:
         from asyncflow_dask import _worker
@@ -219,13 +231,14 @@ async def test_cancelling_a_running_async_body_stops_it_on_the_worker(
 
 
 async def test_a_plain_body_past_its_timeout_fails_with_task_timeout_error(
-        backend: DaskExecutionBackend) -> None:
+        backend: DaskExecutionBackend, recorder: Recorder) -> None:
     slow = spec(bodies.sleep, 3, timeout=0.5)
+    recorder.expect([slow.uid])
     await backend.submit([slow])
-    failed = await reports(backend).first(slow.uid)
+    failed = await recorder.terminal(slow.uid)
     assert isinstance(failed.error, TaskTimeoutError)
     assert "exceeded its timeout of 0.5 s; its body keeps running" in str(failed.error)
-    assert reports(backend).states(slow.uid) == [TaskState.RUNNING, TaskState.FAILED]
+    assert recorder.states(slow.uid) == [TaskState.RUNNING, TaskState.FAILED]
 
 
 async def test_two_backends_can_share_one_client(cluster: Any) -> None:
@@ -234,22 +247,26 @@ async def test_two_backends_can_share_one_client(cluster: Any) -> None:
     async with Client(cluster.scheduler_address, asynchronous=True,
                       set_as_default=False) as client:
         first, second = (DaskExecutionBackend(client=client) for _ in range(2))
-        for backend in (first, second):
-            backend.attach(Reports())
+        recorders = {first: Recorder(timeout=WITHIN), second: Recorder(timeout=WITHIN)}
+        for backend, recorder in recorders.items():
+            backend.attach(recorder)
             await backend.open()
         specs = {b: spec(bodies.size, b"four") for b in (first, second)}
         for backend, task in specs.items():
+            recorders[backend].expect([task.uid])
             await backend.submit([task])
         for backend, task in specs.items():
-            assert (await reports(backend).first(task.uid)).value == 4
-            assert reports(backend).states(task.uid) == [TaskState.RUNNING, TaskState.DONE]
+            assert (await recorders[backend].terminal(task.uid)).value == 4
+            assert recorders[backend].states(task.uid) == [TaskState.RUNNING, TaskState.DONE]
         await first.close()
         # The second backend still hears about its tasks starting; the client stays open.
         late = spec(bodies.size, b"late")
+        recorders[second].expect([late.uid])
         await second.submit([late])
-        assert (await reports(second).first(late.uid)).value == 4
-        assert reports(second).states(late.uid) == [TaskState.RUNNING, TaskState.DONE]
+        assert (await recorders[second].terminal(late.uid)).value == 4
+        assert recorders[second].states(late.uid) == [TaskState.RUNNING, TaskState.DONE]
         await second.close()
+        assert [r.violations for r in recorders.values()] == [[], []]
         assert client.status == "running"  # a given client is used as given, never closed
         assert await client.submit(bodies.size, b"ok", pure=False) == 2
 
