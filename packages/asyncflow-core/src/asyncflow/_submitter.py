@@ -70,13 +70,11 @@ class Submitter:
             else:
                 self._wake = wake
             await wake
-            if self.batch:  # empty when woken to close, or when every task was cancelled
-                await self._send()
-
-    async def _send(self) -> None:
-        # Its own frame: the batch is not held while the submitter sleeps.
-        specs, self.batch = self.batch, []
-        try:
-            await self.backend.submit(specs)
-        except Exception as exc:  # the batch fails, the engine goes on
-            self.on_error(self.backend, specs, exc)
+            if not self.batch:  # woken to close, or every task of the batch was cancelled
+                continue
+            specs, self.batch = self.batch, []
+            try:
+                await self.backend.submit(specs)
+            except Exception as exc:  # the batch fails, the engine goes on
+                self.on_error(self.backend, specs, exc)
+            del specs  # not held (nor their arguments) while the submitter sleeps
