@@ -19,14 +19,20 @@ the outcome, and the engine's loop settles it early on cancel or timeout. Every 
 driven by one asyncio task on the engine's loop: cancelling that driver cancels the task, and
 the driver's end is the one terminal report. Either way the task is held in ``_jobs`` until
 it has reported its fate, and the first terminal report is the only one.
+
+On Python 3.12 and later a driver is an eager task (unless the loop has a task factory of its
+own): it starts inside ``submit`` and runs until its body first waits, so a body that never
+waits finishes without costing the loop an iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -164,6 +170,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         if runner is None or runner.closing:
             raise RuntimeError(f"{type(self).__name__} is not running")
         loop = asyncio.get_running_loop()
+        new_driver = _driver_factory(loop)
         jobs = self._jobs
         report = self.report
         drive = self._drive
@@ -179,7 +186,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
                 except Exception as exc:  # the pool was shut down under us
                     self._settle(job, TaskUpdate.failed(spec.uid, exc))
             else:
-                job.driver = loop.create_task(drive(job))
+                job.driver = new_driver(drive(job))
 
     async def cancel(self, uid: str) -> bool:
         job = self._jobs.get(uid)
@@ -291,6 +298,15 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             return await body
         assert self._runner is not None
         return await self._runner.run(job)
+
+
+def _driver_factory(loop: asyncio.AbstractEventLoop
+                    ) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
+    """What makes a driver task: an eager one where Python has them and the loop has no task
+    factory of its own (which decides otherwise), else a task that starts next iteration."""
+    if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return loop.create_task
 
 
 LocalExecutionBackend = ConcurrentExecutionBackend
