@@ -24,7 +24,7 @@ T = TypeVar("T")
 class Recorder:
     """A backend's sink that records every update and checks it against the contract.
 
-    Drive a backend directly with it in your own tests::
+    Drive a backend directly with it in your own tests:
 
         recorder = Recorder(timeout=30)  # made on the event loop's thread
         backend.attach(recorder)
@@ -36,13 +36,13 @@ class Recorder:
         assert recorder.violations == []
 
     Each update is checked as it arrives: delivered on the thread the recorder was made on
-    (the loop's), for a uid declared with :meth:`expect`, ``RUNNING`` at most once, nothing
+    (the loop's), for a uid declared with ``expect()``, ``RUNNING`` at most once, nothing
     after a terminal state, ``FAILED`` carrying an exception. A breach does not raise (it
-    may happen on another thread); it is added to :attr:`violations`.
+    may happen on another thread); it is added to ``violations``.
 
     Args:
         timeout: Seconds each ``await`` on the recorder may take before it raises
-            :class:`TimeoutError` naming what it waited for; ``None`` waits for ever.
+            ``TimeoutError`` naming what it waited for; ``None`` waits for ever.
     """
 
     def __init__(self, timeout: float | None = None) -> None:
