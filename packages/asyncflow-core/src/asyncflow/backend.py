@@ -262,9 +262,12 @@ class ExecutionBackend(ABC):
 
     @abstractmethod
     async def submit(self, tasks: Sequence[TaskSpec]) -> None:
-        """Accept a batch of ready tasks and return promptly; report their fates later.
+        """Accept a batch of ready tasks and return promptly; report their fates later (or
+        already inside this call).
 
-        Raising here fails every task of the batch with that exception; nothing else breaks.
+        The engine calls it at most once per loop iteration and never while a previous call
+        has not returned: tasks released meanwhile form the next batch. Raising here fails
+        every task of the batch with that exception; nothing else breaks.
         """
 
     @abstractmethod
