@@ -6,8 +6,8 @@ import asyncio
 import threading
 from pathlib import Path
 
-from conftest import Observer
 from loop_backend import LoopBackend
+from recording_observer import Observer
 
 from asyncflow import TaskFuture, TaskState, WorkflowEngine
 from asyncflow.errors import TaskTimeoutError

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pluggy
 import pytest
-from conftest import Observer
 from loop_backend import FunctionsOnlyBackend, LoopBackend
+from recording_observer import Observer
 
 import asyncflow
 from asyncflow import ExecutionBackend, WorkflowEngine

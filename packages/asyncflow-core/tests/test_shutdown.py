@@ -9,8 +9,8 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import Observer
 from loop_backend import LoopBackend
+from recording_observer import Observer
 
 from asyncflow import TaskFuture, WorkflowEngine
 from asyncflow.errors import EngineClosedError
