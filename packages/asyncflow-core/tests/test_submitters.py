@@ -6,6 +6,7 @@ never concurrently with it; a submit that raises fails its batch only; shutdown 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -219,3 +220,24 @@ async def test_shutdown_leaves_no_asyncio_task_behind(busy: bool) -> None:
         await flow.shutdown()
     assert all(f.done() for f in futures)
     assert asyncio.all_tasks() == before
+
+
+async def test_a_task_released_after_its_submitter_was_cancelled_does_not_raise() -> None:
+    """asyncio.run() cancels every task when the main one ends without a shutdown: a retry
+    timer or a late release must then find a stopped submitter, not a cancelled future."""
+    flow = await WorkflowEngine.create(backend="noop")
+    try:
+        @flow.function_task
+        async def late() -> None: ...
+
+        await late()  # submitted, and the submitter went back to sleep in the same step
+        submitter = next(iter(flow._submitters.values()))
+        submitter.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await submitter.task
+
+        future = late()  # released at once into a batch nobody sends
+        assert not future.done()
+    finally:
+        await flow.shutdown()
+    assert future.cancelled()  # shutdown settles what no backend will

@@ -61,20 +61,23 @@ class Submitter:
             wake.set_result(None)
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            wake = loop.create_future()
-            if self.batch:  # released while the last submit ran: send them next iteration
-                wake.set_result(None)
-            elif self._closing:
-                return
-            else:
-                self._wake = wake
-            await wake
-            if not self.batch:  # woken to close, or every task of the batch was cancelled
-                continue
-            specs, self.batch = self.batch, []
-            try:
-                await self.backend.submit(specs)
-            except Exception as exc:  # the batch fails, the engine goes on
-                self.on_error(self.backend, specs, exc)
-            del specs  # not held (nor their arguments) while the submitter sleeps
+        try:
+            while True:
+                wake = loop.create_future()
+                if self.batch:  # released while the last submit ran: send them next iteration
+                    wake.set_result(None)
+                elif self._closing:
+                    return
+                else:
+                    self._wake = wake
+                await wake
+                if not self.batch:  # woken to close, or every task of the batch was cancelled
+                    continue
+                specs, self.batch = self.batch, []
+                try:
+                    await self.backend.submit(specs)
+                except Exception as exc:  # the batch fails, the engine goes on
+                    self.on_error(self.backend, specs, exc)
+                del specs  # not held (nor their arguments) while the submitter sleeps
+        finally:
+            self._wake = None  # cancelled while asleep: a later add() must not wake a dead future
