@@ -6,6 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
 from loop_backend import LoopBackend
 from recording_observer import Observer
 
@@ -27,6 +28,31 @@ async def test_create_starts_the_backend_and_async_with_shuts_it_down(tmp_path: 
         assert await one() == 1
     assert flow.closed and backend.closed and backend.shutdown_count == 1
     assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - nothing is written unless asked for
+
+
+async def test_async_with_create_needs_no_await_and_shuts_down_on_error() -> None:
+    backend = LoopBackend()
+    with pytest.raises(RuntimeError, match="inside the block"):
+        async with WorkflowEngine.create(backend=backend) as flow:
+            assert isinstance(flow, WorkflowEngine) and backend.started
+
+            @flow.function_task
+            async def two() -> int:
+                return 2
+
+            assert await two() == 2
+            raise RuntimeError("inside the block")
+    assert flow.closed and backend.shutdown_count == 1
+
+
+async def test_create_is_a_coroutine_for_everything_that_takes_one() -> None:
+    creation = WorkflowEngine.create(backend="noop")
+    assert asyncio.iscoroutine(creation)
+    flow = await asyncio.wait_for(asyncio.ensure_future(creation), timeout=30)
+    assert isinstance(flow, WorkflowEngine)
+    await flow.shutdown()
+    other = await asyncio.create_task(WorkflowEngine.create(backend="noop"))
+    await other.shutdown()
 
 
 async def test_an_engine_gets_a_fresh_uid_when_none_is_given() -> None:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from asyncflow import _deps, _plugins, _signals
+from asyncflow._creation import awaitable_or_context
 from asyncflow._decorators import DecoratorsMixin
 from asyncflow._submitter import Submitter
 from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions, TaskRecord
@@ -58,8 +59,8 @@ _SPEC_KEYS = ("shell", "cwd", "env")  # task_description keys the engine turns i
 
 class WorkflowEngine(DecoratorsMixin):
     """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
-    (or ``async with await WorkflowEngine.create(...) as flow``, which shuts it down on exit);
-    close it with ``await flow.shutdown()``.
+    and close it with ``await flow.shutdown()``, or use ``async with
+    WorkflowEngine.create(...) as flow:``, which shuts it down on exit.
     """
 
     def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
@@ -120,13 +121,15 @@ class WorkflowEngine(DecoratorsMixin):
     # -- creation and shutdown -------------------------------------------------------------
 
     @classmethod
+    @awaitable_or_context
     async def create(cls, backend: str | ExecutionBackend | Sequence[str | ExecutionBackend]
                      | None = None, *, dry_run: bool = False, uid: str | None = None,
                      work_dir: str | Path | None = None, config: str | Path | None = None,
                      progress: Any = None, journal: bool | None = None,
                      resume: bool | str | None = None, graph: bool | None = None,
                      **options: Any) -> Self:
-        """Build an engine, start its backends, and return it.
+        """Build an engine, start its backends, and return it: ``await`` the call, or use it
+        with ``async with``, which also shuts the engine down on exit.
 
         ``backend`` is a backend instance, a registered name (``"dask"``; ``options`` are then
         that backend's keyword options), or a list of them (the first is the default; tasks
