@@ -124,7 +124,8 @@ BENCH_PEERS = ["radical-asyncflow==0.6.0", "parsl", "dask[distributed]"]
 def bench(session: nox.Session) -> None:
     """The engine benchmark (benchmarks/run.py; options after ``--``, e.g. ``--reps 5``).
 
-    ``-- --backends`` adds benchmarks/dask_overhead.py and radical_overhead.py (when present).
+    ``-- --backends`` adds benchmarks/concurrent_overhead.py, dask_overhead.py and
+    radical_overhead.py (those present).
     ``-- --peers`` also runs radical.asyncflow 0.6.0, Parsl and Dask side by side. They live
     in a separate environment, .nox/bench-peers: upstream ``radical.asyncflow`` has the
     import name of this project's alias, so the two cannot share one.
