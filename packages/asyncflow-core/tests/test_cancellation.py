@@ -149,6 +149,23 @@ async def test_cancelling_a_block_still_waiting_on_its_dependencies(
     assert await first == 1 and ran == []
 
 
+async def test_cancelling_a_block_before_its_body_first_runs(flow: WorkflowEngine) -> None:
+    """A block without dependencies gets its body task at the call; cancelled before that
+    task's first step, the body never runs a line, so cancel() itself settles the block."""
+    ran: list[str] = []
+
+    @flow.block
+    async def instant() -> None:
+        ran.append("body")
+
+    block = instant()
+    dependent = instant(block)
+    assert block.cancel("not needed")
+    assert block.cancelled() and block.state == TaskState.CANCELLED
+    assert await cancelled(dependent)
+    assert ran == [] and flow._records == {}
+
+
 async def test_a_block_awaiting_a_cancelled_member_is_cancelled_not_stuck(
         flow: WorkflowEngine) -> None:
     started = asyncio.Event()

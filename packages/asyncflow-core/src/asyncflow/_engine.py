@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import logging
 import os
 import shlex
@@ -629,7 +630,9 @@ class WorkflowEngine(DecoratorsMixin):
         if record.kind == BLOCK and record.body is not None and not record.body.done():
             for member in list(record.members or ()):
                 member.cancel(msg)
-            record.body.cancel(msg)  # the body's end settles the block as CANCELLED
+            record.body.cancel(msg)  # the body's end settles the block as CANCELLED...
+            if _not_started(record.body):  # ...unless it never runs: cancelled before its start
+                self._finish(record, TaskState.CANCELLED, msg)
             return True
         if record.body is not None and not record.body.done():
             record.body.cancel(msg)
@@ -671,6 +674,13 @@ class WorkflowEngine(DecoratorsMixin):
         for record in self._records.values():
             counts[record.state] = counts.get(record.state, 0) + 1
         return counts
+
+
+def _not_started(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` has not taken its first step: cancelled now, its coroutine is closed
+    without running a line (no ``except``, no ``finally``)."""
+    coro = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 def _cancelled_because(dep: TaskFuture[Any]) -> str:
