@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
-import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from overhead import keep, machine
 
 RESULTS = Path(__file__).parent / "results" / "concurrent_overhead.json"
 # Per mode, the pool its bodies run on (no executor: the backend's own, for plain bodies).
@@ -167,9 +166,7 @@ def summarize(samples: dict[tuple[str, str], dict[str, dict[str, list[float]]]],
     return {
         "benchmark": "concurrent_overhead", "reps": args.reps, "rows": rows,
         "wrong_values": wrong, "children_left": left,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load": os.getloadavg(),
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
+        "machine": machine(),
     }
 
 
@@ -206,10 +203,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
     args = parser.parse_args()
     result = asyncio.run(measure(args))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(table(result))
-    print(f"\nwritten: {args.json}")
+    keep(result, args.json, table(result))
     return 1 if result["wrong_values"] or result["children_left"] else 0
 
 

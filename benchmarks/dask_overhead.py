@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +30,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from overhead import keep, machine
 
 RESULTS = Path(__file__).parent / "results" / "dask_overhead.json"
 WARMUP = 50
@@ -133,8 +132,7 @@ def summarize(samples: dict[str, dict[str, list[float]]], cpu: dict[str, dict[st
     return {
         "benchmark": "dask_overhead", "goal_ratio": GOAL, "reps": args.reps,
         "cluster": "LocalCluster(n_workers=2, threads_per_worker=1, processes=True)",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+        "machine": machine(),
         "shapes": shapes,
     }
 
@@ -166,10 +164,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
     args = parser.parse_args()
     result = asyncio.run(measure(args))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(table(result))
-    print(f"\nwritten: {args.json}")
+    keep(result, args.json, table(result))
 
 
 if __name__ == "__main__":  # required: Dask starts its worker processes with 'spawn'

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from overhead import keep
 
 from asyncflow import WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
@@ -132,6 +133,4 @@ if __name__ == "__main__":
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
     args = parser.parse_args()
     outcome = asyncio.run(main(args.tasks, args.rounds))
-    print(report(outcome))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(outcome, indent=2))
+    keep(outcome, args.json, report(outcome))
