@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 import shlex
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,7 @@ from asyncflow.errors import (
     CapabilityError,
     DependencyFailureError,
     EngineClosedError,
+    EngineInternalError,
     UnknownBackendError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
@@ -96,6 +98,11 @@ class WorkflowEngine(DecoratorsMixin):
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self._closing: asyncio.Task[None] | None = None
+        # Settling work found while settling (dependents to fail or cancel, blocks to stop),
+        # done in order by the outermost _finish or _cancel: nothing recurses per task.
+        self._work: deque[tuple[Any, ...]] = deque()
+        self._draining = False
+        self._stopping: set[str] = set()  # blocks asked to stop, each stopped once
         # Observability, each off unless asked for (see the docs' Observability page).
         from asyncflow.progress import console_for
 
@@ -223,7 +230,8 @@ class WorkflowEngine(DecoratorsMixin):
     async def _shutdown(self, skip_backends: bool, error: BaseException | None) -> None:
         try:
             for record in list(self._records.values()):
-                self._cancel(record, "the workflow engine is shutting down")
+                if not record.state.is_terminal:  # not settled by an earlier one's cancel
+                    self._cancel(record, "the workflow engine is shutting down")
             # Block bodies and executable commands finish their cancellation; submits finish.
             for submitter in self._submitters.values():
                 submitter.close()
@@ -233,7 +241,7 @@ class WorkflowEngine(DecoratorsMixin):
                 if task in submits:  # the backend is closed next: stop waiting for it
                     task.cancel()
             for record in list(self._records.values()):  # a block body ignored its cancellation
-                self._finish(record, TaskState.CANCELLED)
+                self._finish(record, TaskState.CANCELLED, "the workflow engine is shutting down")
             if not skip_backends:
                 closes = {self._spawn(b.close(), f"close {b.name}"): b
                           for b in self.backends.values()}
@@ -295,7 +303,10 @@ class WorkflowEngine(DecoratorsMixin):
         if block is not None:
             assert block.members is not None
             block.members.add(record.future)
-        self._link(record)
+        try:
+            self._link(record)
+        except Exception as exc:  # a bug, not the caller's: the call still returns its future
+            self._internal_error(record, exc)
         return record.future
 
     def _link(self, record: TaskRecord) -> None:
@@ -349,16 +360,20 @@ class WorkflowEngine(DecoratorsMixin):
             self._release(record)
 
     def _upstream_done(self, record: TaskRecord, dep: TaskFuture[Any]) -> None:
-        if record.state.is_terminal:
-            return
-        if dep.cancelled():
-            self._finish(record, TaskState.CANCELLED, _cancelled_because(dep))
-        elif dep.exception() is not None:
-            self._fail_dependency(record, dep)
-        else:
-            record.waiting -= 1
-            if record.waiting == 0:
-                self._release(record)
+        """A future of another engine, which ``record`` depends on, is done."""
+        try:
+            if record.state.is_terminal:
+                return
+            if dep.cancelled():
+                self._finish(record, TaskState.CANCELLED, _cancelled_because(dep))
+            elif dep.exception() is not None:
+                self._fail_dependency(record, dep)
+            else:
+                record.waiting -= 1
+                if record.waiting == 0:
+                    self._release(record)
+        except Exception as exc:  # raised into asyncio's callback runner, it would be lost
+            self._internal_error(record, exc)
 
     def _fail_dependency(self, record: TaskRecord, dep: TaskFuture[Any],
                          *also_failed: TaskFuture[Any]) -> None:
@@ -368,8 +383,8 @@ class WorkflowEngine(DecoratorsMixin):
             root_task = cause.root_task or root_task
             cause = cause.root_cause
         error = DependencyFailureError(
-            f"Cannot execute {record.name!r} ({record.uid}) due to dependency failure: "
-            f"{root_task} failed with {type(cause).__name__}: {cause}",
+            f"Cannot execute {record.name!r} due to dependency failure: {record.uid} was not "
+            f"run because {root_task} failed with {type(cause).__name__}: {cause}",
             failed_dependencies=[dep.name, *(d.name for d in also_failed)], root_cause=cause,
             root_task=root_task)
         self._finish(record, TaskState.FAILED, error=error)
@@ -503,10 +518,15 @@ class WorkflowEngine(DecoratorsMixin):
         """A ``submit`` raised: every task of its batch still in flight fails with it."""
         for spec in specs:
             record = self._records.get(spec.uid)
-            if record is not None and record.spec is spec:
+            if record is None or record.spec is not spec:
+                continue
+            try:
                 error = BackendError(f"backend {backend.name!r} failed to submit task "
                                      f"{spec.name!r} ({spec.uid}): {type(exc).__name__}: {exc}")
                 error.__cause__ = exc
+            except Exception as internal:  # e.g. an exception whose str() raises
+                self._internal_error(record, internal)
+            else:
                 self._finish(record, TaskState.FAILED, error=error)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -523,20 +543,26 @@ class WorkflowEngine(DecoratorsMixin):
             log.debug("ignoring a report for %s, which is not in flight: %s", update.uid,
                       update.state)
             return
-        state = update.state
-        if state is TaskState.RUNNING:
-            if record.state is TaskState.PENDING:
-                self._set_state(record, TaskState.RUNNING)
-        elif state is TaskState.DONE:
-            if update.ref is not None:
-                record.future._ref = (record.executor, update.ref)
-            self._finish(record, TaskState.DONE, update.value)
-        elif state is TaskState.FAILED:
-            policy = record.options.retry
-            if policy is None or not self._retry(record, policy, update.error):
-                self._finish(record, TaskState.FAILED, error=update.error)
-        elif state is TaskState.CANCELLED:
-            self._finish(record, TaskState.CANCELLED)
+        try:
+            state = update.state
+            if state is TaskState.RUNNING:
+                if record.state is TaskState.PENDING:
+                    self._set_state(record, TaskState.RUNNING)
+            elif state is TaskState.DONE:
+                if update.ref is not None:
+                    record.future._ref = (record.executor, update.ref)
+                self._finish(record, TaskState.DONE, update.value)
+            elif state is TaskState.FAILED:
+                policy = record.options.retry
+                if policy is None or not self._retry(record, policy, update.error):
+                    self._finish(record, TaskState.FAILED, error=update.error)
+            elif state is TaskState.CANCELLED:
+                self._finish(record, TaskState.CANCELLED)
+            else:
+                raise ValueError(f"backend {record.backend!r} reported {state!r}, which is not "
+                                 "a TaskState")
+        except Exception as exc:  # raised into the backend's report, it would be lost
+            self._internal_error(record, exc)
 
     def _retry(self, record: TaskRecord, policy: RetryPolicy,
                error: BaseException | None) -> bool:
@@ -578,10 +604,46 @@ class WorkflowEngine(DecoratorsMixin):
 
     def _finish(self, record: TaskRecord, state: TaskState, value: Any = None,
                 error: BaseException | None = None) -> None:
-        """Settle a record's future, forget the record, and release its dependents.
+        """Settle a record's future, forget the record, and settle what follows from it: its
+        dependents released, failed or cancelled, a cancelled block's members cancelled.
 
-        ``value`` is the result of a DONE task, and the message of a CANCELLED one.
+        ``value`` is the result of a DONE task, and the message of a CANCELLED one. What
+        follows is queued and worked off by the outermost call, so nothing recurses per task
+        or per level, whatever the depth of the graph.
         """
+        if self._draining:
+            self._work.append((self._settle, record, state, value, error))
+        else:
+            self._drain(self._settle, record, state, value, error)
+
+    def _cancel(self, record: TaskRecord, msg: Any = None) -> bool:
+        """What ``TaskFuture.cancel()`` does for a task that has not finished; the
+        cancellations it leads to are queued like :meth:`_finish`'s work."""
+        if self._draining:
+            self._work.append((self._stop, record, msg))
+        else:
+            self._drain(self._stop, record, msg)
+        return True
+
+    def _drain(self, step: Callable[..., None], record: TaskRecord, *args: Any) -> None:
+        """Do ``step``, then every step queued meanwhile, in order. A step that raises is a
+        bug: its task fails with an :class:`EngineInternalError` and the others go on."""
+        self._draining = True
+        work = self._work
+        try:
+            while True:
+                try:
+                    step(record, *args)
+                except Exception as exc:
+                    self._internal_error(record, exc)
+                if not work:
+                    return
+                step, record, *args = work.popleft()
+        finally:
+            self._draining = False
+
+    def _settle(self, record: TaskRecord, state: TaskState, value: Any,
+                error: BaseException | None) -> None:
         if record.state.is_terminal:
             return
         # Settle the future first: observers of the terminal state can read its outcome.
@@ -604,45 +666,94 @@ class WorkflowEngine(DecoratorsMixin):
             timer = self._retry_timers.pop(record.uid, None)
             if timer is not None:
                 timer.cancel()
-        if state is TaskState.CANCELLED and record.members:
-            for member in list(record.members):  # a cancelled block takes its members along
-                member.cancel()
-        dependents, record.dependents = record.dependents or (), None
-        for dependent in dependents:
-            if dependent.state.is_terminal:
-                continue
-            if state is TaskState.DONE:
-                dependent.waiting -= 1
-                if dependent.waiting == 0:
-                    self._release(dependent)
-            elif state is TaskState.FAILED:
-                self._fail_dependency(dependent, future)
-            else:
-                self._finish(dependent, TaskState.CANCELLED, _cancelled_because(future))
+        if record.members is not None:  # a block
+            self._stopping.discard(record.uid)
+            if state is TaskState.CANCELLED:  # a cancelled block takes its members along
+                for member in list(record.members):
+                    member.cancel()  # queued: we are draining
+        dependents, record.dependents = record.dependents, None
+        if dependents:
+            self._settle_dependents(dependents, future)
         if record.block is not None:
             parent = self._records.get(record.block)
             if parent is not None and parent.members is not None:
                 parent.members.discard(future)
         record.args = record.kwargs = ()  # type: ignore[assignment]
 
-    def _cancel(self, record: TaskRecord, msg: Any = None) -> bool:
-        """What ``TaskFuture.cancel()`` does for a task that has not finished."""
+    def _settle_dependents(self, dependents: list[TaskRecord], future: TaskFuture[Any]) -> None:
+        """Release, fail or cancel the records waiting on ``future``, which is done."""
+        state = future.state
+        for dependent in dependents:
+            if dependent.state.is_terminal:
+                continue
+            try:
+                if state is TaskState.DONE:
+                    dependent.waiting -= 1
+                    if dependent.waiting == 0:
+                        self._release(dependent)
+                elif state is TaskState.FAILED:
+                    self._fail_dependency(dependent, future)
+                else:
+                    self._finish(dependent, TaskState.CANCELLED, _cancelled_because(future))
+            except Exception as exc:
+                self._internal_error(dependent, exc)
+
+    def _stop(self, record: TaskRecord, msg: Any) -> None:
+        if record.state.is_terminal:
+            return
         if record.kind == BLOCK and record.body is not None and not record.body.done():
+            if record.uid in self._stopping:  # reached again, through its body's await
+                return
+            self._stopping.add(record.uid)
             for member in list(record.members or ()):
-                member.cancel(msg)
+                member.cancel(msg)  # queued, as is the awaited future Task.cancel cancels
             record.body.cancel(msg)  # the body's end settles the block as CANCELLED...
             if _not_started(record.body):  # ...unless it never runs: cancelled before its start
-                self._finish(record, TaskState.CANCELLED, msg)
-            return True
+                self._settle(record, TaskState.CANCELLED, msg, None)
+            return
         if record.body is not None and not record.body.done():
             record.body.cancel(msg)
         spec, backend = record.spec, record.executor
-        self._finish(record, TaskState.CANCELLED, msg)
+        self._settle(record, TaskState.CANCELLED, msg, None)  # now: a second _stop is a no-op
         if spec is None or backend is None or backend.closed:
-            return True
+            return
         if not self._submitters[backend].withdraw(spec):  # already submitted: ask the backend
             self._spawn(self._cancel_in_backend(backend, spec.uid), f"cancel {spec.uid}")
-        return True
+
+    def _internal_error(self, record: TaskRecord, exc: Exception) -> None:
+        """The engine's own code raised while handling ``record``: log it once, fail the
+        task with an :class:`EngineInternalError` and settle what waits on it."""
+        if self._draining:
+            self._work.append((self._fail_internally, record, exc))
+        else:
+            self._drain(self._fail_internally, record, exc)
+
+    def _fail_internally(self, record: TaskRecord, exc: Exception) -> None:
+        # Without _settle, which may be what raised; and never raising itself.
+        try:
+            log.error("internal error while handling task %r (%s); it fails, the workflow "
+                      "goes on", record.name, record.uid, exc_info=exc)
+            future = record.future
+            if not future.done():
+                error = EngineInternalError(
+                    f"internal error in the AsyncFlow engine while handling task "
+                    f"{record.name!r} ({record.uid}): {_describe(exc)}")
+                error.__cause__ = exc
+                future._record = None
+                record.error = error
+                asyncio.Future.set_exception(future, error)
+                future.exception()
+            if not record.state.is_terminal:  # as the future ended, if it had before the fault
+                self._set_state(record, TaskState.CANCELLED if future.cancelled() else
+                                TaskState.FAILED if future.exception() else TaskState.DONE)
+            self._records.pop(record.uid, None)
+            self._stopping.discard(record.uid)
+            dependents, record.dependents = record.dependents, None
+            if dependents:
+                self._settle_dependents(dependents, future)
+        except Exception:
+            log.critical("cannot fail task %r (%s) after an internal error", record.name,
+                         record.uid, exc_info=True)
 
     async def _cancel_in_backend(self, backend: ExecutionBackend, uid: str) -> None:
         try:
@@ -681,6 +792,14 @@ def _not_started(task: asyncio.Task[Any]) -> bool:
     without running a line (no ``except``, no ``finally``)."""
     coro = task.get_coro()
     return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, even when its ``str()`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__} (its message cannot be shown)"
 
 
 def _cancelled_because(dep: TaskFuture[Any]) -> str:

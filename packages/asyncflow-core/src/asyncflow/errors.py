@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DependencyFailureError",
     "EngineClosedError",
+    "EngineInternalError",
     "ExecutableFailedError",
     "PluginLoadError",
     "RemoteTraceback",
@@ -101,6 +102,13 @@ class RemoteTraceback(Exception):  # noqa: N818 - a traceback shown as a cause, 
 
 class EngineClosedError(AsyncFlowError, RuntimeError):
     """The engine has been shut down and takes no new work."""
+
+
+class EngineInternalError(AsyncFlowError, RuntimeError):
+    """The engine's own code raised while handling a task: a bug in AsyncFlow or in a plugin.
+
+    The task fails with it instead of being left pending; ``__cause__`` is what was raised.
+    """
 
 
 class CapabilityError(AsyncFlowError, TypeError):
