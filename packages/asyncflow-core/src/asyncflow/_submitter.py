@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 
 from asyncflow.backend import ExecutionBackend, TaskSpec
 
 SubmitFailed = Callable[[ExecutionBackend, list[TaskSpec], Exception], None]
+
+log = logging.getLogger("asyncflow.engine")
 
 
 class Submitter:
@@ -77,7 +80,13 @@ class Submitter:
                 try:
                     await self.backend.submit(specs)
                 except Exception as exc:  # the batch fails, the engine goes on
-                    self.on_error(self.backend, specs, exc)
+                    log.error("backend %r failed to submit %d task(s); they fail with it",
+                              self.backend.name, len(specs), exc_info=exc)
+                    try:
+                        self.on_error(self.backend, specs, exc)
+                    except Exception:  # a bug: this backend's later batches must still go out
+                        log.exception("the engine raised while failing a batch backend %r "
+                                      "could not submit", self.backend.name)
                 del specs  # not held (nor their arguments) while the submitter sleeps
         finally:
             self._wake = None  # cancelled while asleep: a later add() must not wake a dead future
