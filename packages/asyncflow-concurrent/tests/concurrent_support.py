@@ -176,3 +176,12 @@ class StateWatch:
         self._waiters.setdefault((future.uid, state), []).append(waiter)
         async with asyncio.timeout(LIMIT):
             await waiter
+
+
+async def fail_when_released(path: str) -> None:
+    """Raise ``ValueError`` once the test :func:`release` s the pipe."""
+    raise ValueError(f"boom ({await asyncio.to_thread(_read, path)})")
+
+
+def same(x: Any) -> Any:
+    return x
