@@ -100,7 +100,7 @@ async def test_a_fan_in_of_20k_settles_and_fails_with_one_failed_input(
         return i
 
     @noop_flow.function_task
-    async def join(*parts: object) -> int:
+    async def join(*parts: object) -> object:
         return len(parts)
 
     @noop_flow.block

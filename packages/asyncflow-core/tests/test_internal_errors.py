@@ -92,7 +92,8 @@ async def test_a_report_from_a_worker_thread_the_engine_cannot_apply_is_not_lost
 
         async def submit(self, tasks: Sequence[TaskSpec]) -> None:
             for spec in tasks:  # through call_soon_threadsafe, where a raise reaches no one
-                await asyncio.to_thread(self.report, TaskUpdate(spec.uid, "FAILED"))
+                await asyncio.to_thread(
+                    self.report, TaskUpdate(spec.uid, "FAILED"))  # type: ignore[arg-type]
 
     async with WorkflowEngine.create(backend=FromThread()) as flow:
         @flow.function_task

@@ -638,7 +638,8 @@ class WorkflowEngine(DecoratorsMixin):
                     self._internal_error(record, exc)
                 if not work:
                     return
-                step, record, *args = work.popleft()
+                item = work.popleft()
+                step, record, args = item[0], item[1], item[2:]
         finally:
             self._draining = False
 
