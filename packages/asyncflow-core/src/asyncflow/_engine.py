@@ -613,33 +613,44 @@ class WorkflowEngine(DecoratorsMixin):
         """
         if self._draining:
             self._work.append((self._settle, record, state, value, error))
-        else:
-            self._drain(self._settle, record, state, value, error)
+            return
+        self._draining = True  # the usual case, a task settled by a report, without a queue
+        try:
+            self._settle(record, state, value, error)
+        except Exception as exc:
+            self._internal_error(record, exc)
+        finally:
+            self._draining = False
+        if self._work:
+            self._drain()
 
     def _cancel(self, record: TaskRecord, msg: Any = None) -> bool:
         """What ``TaskFuture.cancel()`` does for a task that has not finished; the
         cancellations it leads to are queued like :meth:`_finish`'s work."""
-        if self._draining:
-            self._work.append((self._stop, record, msg))
-        else:
-            self._drain(self._stop, record, msg)
+        self._work.append((self._stop, record, msg))
+        if not self._draining:
+            self._drain()
         return True
 
-    def _drain(self, step: Callable[..., None], record: TaskRecord, *args: Any) -> None:
-        """Do ``step``, then every step queued meanwhile, in order. A step that raises is a
-        bug: its task fails with an :class:`EngineInternalError` and the others go on."""
+    def _internal_error(self, record: TaskRecord, exc: Exception) -> None:
+        """The engine's own code raised while handling ``record``: log it once, fail the
+        task with an :class:`EngineInternalError` and settle what waits on it."""
+        self._work.append((self._fail_internally, record, exc))
+        if not self._draining:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Do every queued step, in order, those queued meanwhile included. A step that
+        raises is a bug: its task fails with an :class:`EngineInternalError`, the rest go on."""
         self._draining = True
         work = self._work
         try:
-            while True:
+            while work:
+                step, record, *args = work.popleft()
                 try:
                     step(record, *args)
                 except Exception as exc:
                     self._internal_error(record, exc)
-                if not work:
-                    return
-                item = work.popleft()
-                step, record, args = item[0], item[1], item[2:]
         finally:
             self._draining = False
 
@@ -720,14 +731,6 @@ class WorkflowEngine(DecoratorsMixin):
             return
         if not self._submitters[backend].withdraw(spec):  # already submitted: ask the backend
             self._spawn(self._cancel_in_backend(backend, spec.uid), f"cancel {spec.uid}")
-
-    def _internal_error(self, record: TaskRecord, exc: Exception) -> None:
-        """The engine's own code raised while handling ``record``: log it once, fail the
-        task with an :class:`EngineInternalError` and settle what waits on it."""
-        if self._draining:
-            self._work.append((self._fail_internally, record, exc))
-        else:
-            self._drain(self._fail_internally, record, exc)
 
     def _fail_internally(self, record: TaskRecord, exc: Exception) -> None:
         # Without _settle, which may be what raised; and never raising itself.
