@@ -31,7 +31,9 @@ class Submitter:
                  on_error: SubmitFailed) -> None:
         self.backend = backend
         self.on_error = on_error
-        self.batch: list[TaskSpec] = []
+        # By uid, in release order: withdrawing one of many (a shutdown cancels them all) is
+        # a lookup, not a scan of the batch.
+        self.batch: dict[str, TaskSpec] = {}
         self._wake: asyncio.Future[None] | None = None  # set while the submitter sleeps
         self._closing = False
         # A fresh context: a caller's (a block's, say) must not leak into submit, nor into
@@ -41,7 +43,7 @@ class Submitter:
 
     def add(self, spec: TaskSpec) -> None:
         """Put a ready task in the next batch."""
-        self.batch.append(spec)
+        self.batch[spec.uid] = spec
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -49,10 +51,9 @@ class Submitter:
 
     def withdraw(self, spec: TaskSpec) -> bool:
         """Take a task out of the batch if it has not been submitted yet."""
-        for i, queued in enumerate(self.batch):
-            if queued is spec:
-                del self.batch[i]
-                return True
+        if self.batch.get(spec.uid) is spec:
+            del self.batch[spec.uid]
+            return True
         return False
 
     def close(self) -> None:
@@ -76,7 +77,7 @@ class Submitter:
                 await wake
                 if not self.batch:  # woken to close, or every task of the batch was cancelled
                     continue
-                specs, self.batch = self.batch, []
+                specs, self.batch = list(self.batch.values()), {}
                 try:
                     await self.backend.submit(specs)
                 except Exception as exc:  # the batch fails, the engine goes on
