@@ -23,7 +23,7 @@ from asyncflow import (
     TaskUpdate,
     WorkflowEngine,
 )
-from asyncflow._noop import NoopExecutionBackend
+from asyncflow._plugins.noop import NoopExecutionBackend
 from asyncflow.errors import ConfigError
 
 

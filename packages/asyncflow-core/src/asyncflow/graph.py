@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._kernel.task import BLOCK, EXECUTABLE
 from asyncflow._plugins import hookimpl
-from asyncflow._task import BLOCK, EXECUTABLE
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
 
 __all__ = ["Node", "TaskGraph"]

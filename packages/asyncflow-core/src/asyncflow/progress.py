@@ -18,15 +18,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from asyncflow._kernel.task import BLOCK
 from asyncflow._plugins import hookimpl
-from asyncflow._task import BLOCK
 from asyncflow.backend import TaskState
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskFuture, TaskRecord
 
 __all__ = ["ProgressDisplay", "console_for"]
 

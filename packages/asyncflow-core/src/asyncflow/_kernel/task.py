@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 from asyncflow.backend import TaskState
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
     from asyncflow.backend import ExecutionBackend, TaskSpec
     from asyncflow.retries import RetryPolicy
 

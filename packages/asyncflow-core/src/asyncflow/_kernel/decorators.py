@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
+from asyncflow._kernel.task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
 from asyncflow.retries import RetryPolicy
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -21,11 +21,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from asyncflow import _deps, _plugins, _signals
-from asyncflow._creation import awaitable_or_context
-from asyncflow._decorators import DecoratorsMixin
-from asyncflow._submitter import Submitter
-from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions, TaskRecord
+from asyncflow import _plugins
+from asyncflow._kernel import deps as _deps
+from asyncflow._kernel import signals as _signals
+from asyncflow._kernel.creation import awaitable_or_context
+from asyncflow._kernel.decorators import DecoratorsMixin
+from asyncflow._kernel.submitter import Submitter
+from asyncflow._kernel.task import (
+    BLOCK,
+    EXECUTABLE,
+    FUNCTION,
+    TaskFuture,
+    TaskOptions,
+    TaskRecord,
+)
 from asyncflow.backend import (
     ExecutionBackend,
     TaskKind,

@@ -106,7 +106,7 @@ def _build() -> None:
         pm.add_hookspecs(hookspecs)
         reg = BackendRegistry()
         pm.hook.asyncflow_register_backends.call_historic(kwargs={"registry": reg})
-        from asyncflow import _noop
+        from asyncflow._plugins import noop as _noop
 
         pm.register(_noop, name="asyncflow.noop")
         if not os.environ.get("ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD"):
