@@ -98,8 +98,13 @@ def example_plugin(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "noxfile.py")
+    """ruff; core's layers (import-linter, [tool.importlinter] in pyproject.toml); no runtime
+    import cycle in core (tools/import_cycles.py)."""
+    session.install("ruff", "import-linter", "-e", "packages/asyncflow-core")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "tools",
+                "noxfile.py")
+    session.run("lint-imports")
+    session.run("python", "tools/import_cycles.py")
 
 
 @nox.session

@@ -41,7 +41,7 @@ async def test_nothing_is_written_without_a_journal(tmp_path: Path) -> None:
 
     assert await twice(twice(1)) == 4
     await flow.shutdown()
-    assert flow.journal is None
+    assert flow.observers == ()
     assert files_in(tmp_path) == []
 
 
@@ -139,7 +139,7 @@ async def test_the_configuration_can_turn_the_journal_on(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asyncflow.toml").write_text("journal = true\n")
     flow = await WorkflowEngine.create(backend=LoopBackend())
-    assert flow.journal is not None
+    assert [o.plugin_name for o in flow.observers] == ["asyncflow.journal"]
     await flow.shutdown()
     assert (tmp_path / flow.uid / FILENAME).exists()
     # create(journal=False) still wins over the file.

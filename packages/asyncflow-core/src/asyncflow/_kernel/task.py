@@ -18,6 +18,16 @@ T = TypeVar("T")
 
 FUNCTION, EXECUTABLE, BLOCK = "function", "executable", "block"
 
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
+_ENDS = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED}
+NEXT_STATES: dict[TaskState, frozenset[TaskState]] = {
+    # The lifecycle asyncflow_task_state_changed documents. PENDING -> PENDING and RUNNING ->
+    # PENDING are retries (of an attempt that failed before or after it was seen running).
+    _PENDING: frozenset({_PENDING, _RUNNING, *_ENDS}),
+    _RUNNING: frozenset({_PENDING, *_ENDS}),
+    **{end: frozenset() for end in _ENDS},  # final
+}
+
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
