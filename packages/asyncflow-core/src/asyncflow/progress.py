@@ -49,7 +49,11 @@ def console_for(progress: Any) -> Console | None:
         return progress  # type: ignore[no-any-return]
     if not sys.stderr.isatty():  # before importing rich: a batch job pays nothing
         return None
-    from rich.console import Console
+    try:
+        from rich.console import Console
+    except ImportError:
+        log.warning("no progress display: it needs rich (pip install 'asyncflow-core[progress]')")
+        return None
 
     console = Console(stderr=True)
     return console if console.is_terminal else None
