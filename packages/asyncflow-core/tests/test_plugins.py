@@ -72,14 +72,21 @@ def expect_ok(result: subprocess.CompletedProcess[str]) -> str:
 # -- the registry ----------------------------------------------------------------------------
 
 
-def test_an_unknown_name_lists_installed_backends_suggests_and_says_what_to_install() -> None:
+def test_an_unknown_name_lists_installed_backends_and_suggests_the_closest() -> None:
     with pytest.raises(UnknownBackendError) as caught:
         asyncflow.registry().get("lopp")
     message = str(caught.value)
     assert "no asyncflow backend named 'lopp'" in message
     assert "Installed:" in message and "loop" in message and "noop" in message
-    assert "Did you mean 'loop'?" in message
-    assert "pip install asyncflow-lopp" in message
+    assert message.endswith("Did you mean 'loop'?")  # a typo: no distribution to install
+
+
+def test_an_unknown_name_close_to_nothing_says_what_to_install() -> None:
+    with pytest.raises(UnknownBackendError) as caught:
+        asyncflow.registry().get("quantum_annealer")
+    message = str(caught.value)
+    assert "Did you mean" not in message
+    assert message.endswith("To install it: pip install asyncflow-quantum-annealer")
 
 
 def test_a_first_party_backend_missing_gets_its_distribution_name(tmp_path: Path) -> None:

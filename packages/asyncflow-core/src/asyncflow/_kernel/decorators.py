@@ -132,8 +132,7 @@ _ALLOWED = {"backend", "retries", "retry_backoff", "retry_jitter", "retry_on", "
 def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     unknown = set(options) - _ALLOWED
     if unknown:
-        raise TypeError(f"@{_DECORATOR[kind]} got unknown option(s) {sorted(unknown)}; it "
-                        f"accepts {sorted(_ALLOWED)}")
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; it accepts {sorted(_ALLOWED)}")
     backend = options.get("backend")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend= must be a backend name (str), not {backend!r}")
