@@ -228,9 +228,11 @@ class TaskUpdate(NamedTuple):
     def cancelled(cls, uid: str) -> TaskUpdate:
         return _new_tuple(cls, (uid, TaskState.CANCELLED, None, None, None))
 
-    # RADICAL-Pilot's spelling, which backends written before 0.1 use; cancelled is the one
-    # spelling of the state, its update and the docs.
-    canceled = cancelled
+    @classmethod
+    def canceled(cls, uid: str) -> TaskUpdate:
+        """:meth:`cancelled` in RADICAL-Pilot's spelling, kept for backends written with it;
+        ``cancelled`` is the one spelling of the state, its update and the docs."""
+        return _new_tuple(cls, (uid, TaskState.CANCELLED, None, None, None))
 
 
 Sink = Callable[[TaskUpdate], None]
