@@ -423,7 +423,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._submitters[backend].add(record.spec)
 
     def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
-        backend = record.executor
+        backend = record.backend_instance
         if backend is None:
             name = record.options.backend
             if name is None:
@@ -435,7 +435,7 @@ class WorkflowEngine(DecoratorsMixin):
                     raise UnknownBackendError(
                         f"task {record.name!r} ({record.uid}) asks for backend {name!r}, but "
                         f"this engine has {', '.join(map(repr, self.backends))}") from None
-            record.executor = backend
+            record.backend_instance = backend
             record.backend = name
         return backend
 
@@ -514,7 +514,7 @@ class WorkflowEngine(DecoratorsMixin):
                 self._set_state(record, TaskState.RUNNING)
         elif state is TaskState.DONE:
             if update.ref is not None:
-                record.future._ref = (record.executor, update.ref)
+                record.future._ref = (record.backend_instance, update.ref)
             self._finish(record, TaskState.DONE, update.value)
         elif state is TaskState.FAILED:
             policy = record.options.retry
@@ -624,7 +624,7 @@ class WorkflowEngine(DecoratorsMixin):
             return True
         if record.body is not None and not record.body.done():
             record.body.cancel(msg)
-        spec, backend = record.spec, record.executor
+        spec, backend = record.spec, record.backend_instance
         self._finish(record, TaskState.CANCELLED, msg)
         if spec is None or backend is None or backend.closed:
             return True

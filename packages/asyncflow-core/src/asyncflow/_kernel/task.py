@@ -85,9 +85,9 @@ class TaskRecord:
     """
 
     __slots__ = (
-        "args", "attempt", "backend", "block", "body", "cache_key", "command", "dependents",
-        "engine", "error", "executor", "fn", "future", "has_futures", "kind", "kwargs",
-        "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
+        "args", "attempt", "backend", "backend_instance", "block", "body", "cache_key",
+        "command", "dependents", "engine", "error", "fn", "future", "has_futures", "kind",
+        "kwargs", "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
     )
 
     def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
@@ -110,8 +110,8 @@ class TaskRecord:
         self.dependents: list[TaskRecord] | None = None
         self.members: set[TaskFuture[Any]] | None = set() if kind == BLOCK else None
         self.body: asyncio.Task[Any] | None = None  # a block's body, an executable's command
-        self.executor: ExecutionBackend | None = None
-        self.backend: str | None = None
+        self.backend_instance: ExecutionBackend | None = None  # what runs it, once released
+        self.backend: str | None = None  # that backend's routing name
         self.spec: TaskSpec | None = None  # built when released to its backend's batch
         self.command: str | None = None  # an executable's command, once its body returned
         self.error: BaseException | None = None  # why the last attempt failed
