@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def files_in(folder: Path) -> list[Path]:
 
 def events(path: Path) -> list[tuple[str, str, str, int, int | None, str | None]]:
     """(uid, name, state, attempt, exit_code, error_type) of every event, read with plain SQL."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:  # `with conn` alone commits, not closes
         return conn.execute("SELECT uid, name, state, attempt, exit_code, error_type FROM "
                             "events ORDER BY rowid").fetchall()
 
