@@ -1,7 +1,7 @@
 """Every development task is a nox session; CI (.ci/run) calls nox and nothing else.
 
     nox                      the default sessions: lint, typecheck, tests, eager_tasks,
-                             integration, example_plugin, docs
+                             integration, example_plugin, docs, build
     nox -s tests             each package's tests, one virtualenv per package
     nox -s "tests(package='asyncflow-dask')"
     nox -s bench             the benchmark (not in the default run)
@@ -18,18 +18,20 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "eager_tasks", "integration",
-                        "example_plugin", "docs"]
+                        "example_plugin", "docs", "build"]
 # A machine without a second interpreter reports eager_tasks as skipped instead of failing.
 nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).parent
 PACKAGES = ["asyncflow-core", "asyncflow-concurrent", "asyncflow-dask", "asyncflow-radical"]
-CORE = "packages/asyncflow-core[testing]"
+CORE = "packages/asyncflow-core[progress,report,testing]"
+TEST_GROUP = "packages/asyncflow-core/pyproject.toml:test"  # core's test dependencies (PEP 735)
 
 
 def install_packages(session: nox.Session, *packages: str) -> None:
-    """Install core (with its testing extra) and the given packages, editable."""
-    args = ["-e", CORE]
+    """Install core (with its extras and its test dependency group) and the given packages,
+    editable."""
+    args = ["--group", TEST_GROUP, "-e", CORE]
     for package in packages:
         if package != "asyncflow-core":
             args += ["-e", f"packages/{package}"]
@@ -48,17 +50,17 @@ def tests(session: nox.Session, package: str) -> None:
         session.run("pytest", f"packages/{package}/tests", *session.posargs)
 
 
-def python_312() -> str:
-    """A Python 3.12 for eager_tasks: pyenv's, which machines here have beside the default
-    3.11 (its PATH shim only works once selected), else whatever nox finds for "3.12"."""
-    installed = sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))
-    return str(installed[-1]) if installed else "3.12"
+def python(version: str) -> str:
+    """pyenv's Python ``version``, which machines here have beside the default 3.11 (its PATH
+    shim only works once selected), else whatever nox finds for ``version``."""
+    installed = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    return str(installed[-1]) if installed else version
 
 
-@nox.session(python=python_312())
+@nox.session(python=[python("3.12"), python("3.13")])
 def eager_tasks(session: nox.Session) -> None:
-    """Core and concurrent tests on Python 3.12, where the concurrent backend starts its
-    driver tasks eagerly, inside submit (3.11, which the other sessions use, cannot)."""
+    """Core and concurrent tests on Pythons 3.12 and 3.13 (``tests`` runs them on 3.11), where
+    the concurrent backend starts its driver tasks eagerly, inside submit."""
     install_packages(session, "asyncflow-concurrent")
     for package in ("asyncflow-core", "asyncflow-concurrent"):
         session.run("pytest", f"packages/{package}/tests", *session.posargs)
@@ -96,10 +98,66 @@ def example_plugin(session: nox.Session) -> None:
             session.error(f"{' '.join(command)} did not run on the inline backend")
 
 
+WORKFLOW = """\
+import asyncio
+
+from asyncflow import WorkflowEngine
+
+
+async def main() -> None:
+    async with WorkflowEngine.create() as flow:  # the backend asyncflow.toml names
+        @flow.function_task
+        async def square(x: int) -> int:
+            return x * x
+
+        total = sum(await asyncio.gather(*(square(i) for i in range(10))))
+        print(f"total={total} on {flow.default_backend!r}")
+
+
+asyncio.run(main())
+"""
+
+
+@nox.session(reuse_venv=False)
+def build(session: nox.Session) -> None:
+    """Build every package's sdist and wheel and check them (twine), then install core and
+    radical from those wheels into this fresh virtualenv as a user would (not editable), with
+    concurrent, and run a workflow whose backend asyncflow.toml names (concurrent: radical
+    would need a pilot; its plugin still loads and registers)."""
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.install("twine")
+    for package in PACKAGES:
+        session.run("uv", "build", "--quiet", "--out-dir", str(dist), f"packages/{package}",
+                    external=True)
+    session.run("twine", "check", "--strict", *sorted(str(p) for p in dist.glob("asyncflow*")))
+    wheels = {p.name.split("-")[0]: p for p in dist.glob("*.whl")}
+    session.install(*(str(wheels[f"asyncflow_{name}"])
+                      for name in ("core", "radical", "concurrent")))
+    run = Path(session.create_tmp()) / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    (run / "asyncflow.toml").write_text('backend = "concurrent"\n')
+    (run / "workflow.py").write_text(WORKFLOW)
+    session.chdir(run)
+    session.run("python", "-c", "import asyncflow, asyncflow_radical as r; assert "
+                "'site-packages' in asyncflow.__file__ and 'site-packages' in r.__file__; "
+                "asyncflow.registry().get('radical')")
+    output = session.run("asyncflow", "run", "workflow.py", silent=True) or ""
+    print(output, end="")
+    if "total=285 on 'concurrent'" not in output:
+        session.error("the workflow did not run on the backend asyncflow.toml names")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "noxfile.py")
+    """ruff; core's layers (import-linter, [tool.importlinter] in pyproject.toml); no runtime
+    import cycle in core (tools/import_cycles.py)."""
+    session.install("ruff", "import-linter", "-e", "packages/asyncflow-core")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "tools",
+                "noxfile.py")
+    session.run("lint-imports")
+    session.run("python", "tools/import_cycles.py")
 
 
 @nox.session

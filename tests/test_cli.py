@@ -104,8 +104,9 @@ def test_backends_table(project: Path, env: dict[str, str]) -> None:
     by_name = {row.split()[0]: row.split(maxsplit=6) for row in rows}
     assert by_name["probe"] == ["probe", "-", "asyncflow_probe:ProbeExecutionBackend",
                                 "asyncflow-probe", "0.1.0", "yes", "function_tasks"]
-    assert by_name["noop"][:6] == ["noop", "dry_run", "asyncflow._noop:NoopExecutionBackend",
-                                   "asyncflow-core", asyncflow.__version__, "yes"]
+    assert by_name["noop"][:6] == ["noop", "dry_run",
+                                   "asyncflow._plugins.noop:NoopExecutionBackend", "asyncflow-core",
+                                   asyncflow.__version__, "yes"]
     assert "executable_tasks" in by_name["noop"][6]
 
 

@@ -62,7 +62,7 @@ class LoopBackend(ExecutionBackend):
             async with asyncio.timeout(spec.timeout):
                 value = await self._body(spec)
         except asyncio.CancelledError:
-            self.report(TaskUpdate.canceled(spec.uid))
+            self.report(TaskUpdate.cancelled(spec.uid))
             raise
         except TimeoutError:
             assert spec.timeout is not None
@@ -111,3 +111,9 @@ class LoopPlugin:
     def asyncflow_register_backends(self, registry: BackendRegistry) -> None:
         registry.add(LoopBackend, aliases=("on_loop",))
         registry.add(FunctionsOnlyBackend)
+
+
+def record_of(flow: asyncflow.WorkflowEngine, uid: str) -> asyncflow.TaskRecord:
+    """The record of the unfinished task ``uid``, found through the public ``flow.tasks()``."""
+    (record,) = [r for r in flow.tasks() if r.uid == uid]
+    return record

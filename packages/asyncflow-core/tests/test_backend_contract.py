@@ -23,7 +23,8 @@ from asyncflow import (
     TaskUpdate,
     WorkflowEngine,
 )
-from asyncflow._noop import NoopExecutionBackend
+from asyncflow._plugins.noop import NoopExecutionBackend
+from asyncflow.backend import _function_spec
 from asyncflow.errors import ConfigError
 
 
@@ -199,4 +200,16 @@ def test_task_states_are_strings_and_know_when_they_are_final() -> None:
     assert [s.is_terminal for s in TaskState] == [False, False, True, True, True]
     update = TaskUpdate.failed("task.000001", ValueError("x"))
     assert update.state is TaskState.FAILED and isinstance(update.error, ValueError)
-    assert TaskUpdate.canceled("t").state is TaskState.CANCELLED
+    assert TaskUpdate.cancelled("t").state is TaskState.CANCELLED
+    assert TaskUpdate.canceled("t") == TaskUpdate.cancelled("t")  # the old spelling, kept
+
+
+def test_the_engines_fast_function_spec_equals_one_built_by_keyword() -> None:
+    # _function_spec fills TaskSpec positionally for speed: this pins it to the field order.
+    def body() -> None: ...
+
+    values = dict(uid="task.000007", name="body", function=body, args=(1,), kwargs={"k": 2},
+                  description={"ranks": 3}, timeout=4.5, attempt=6, is_coroutine=True,
+                  input_files=("in",), output_files=("out",))
+    fast = _function_spec(**values)
+    assert fast._asdict() == TaskSpec(kind=TaskKind.FUNCTION, **values)._asdict()

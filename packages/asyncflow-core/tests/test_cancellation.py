@@ -124,7 +124,7 @@ async def test_cancelling_a_block_cancels_its_body_and_members_nested_too(
     assert sorted(body_cancelled) == ["inner", "outer"]
     assert sorted(backend.cancelled) == sorted([members["outer task"].uid,
                                                 members["inner task"].uid])
-    assert flow._records == {}
+    assert flow.counts() == {}
 
 
 async def test_cancelling_a_block_still_waiting_on_its_dependencies(
@@ -163,7 +163,7 @@ async def test_cancelling_a_block_before_its_body_first_runs(flow: WorkflowEngin
     assert block.cancel("not needed")
     assert block.cancelled() and block.state == TaskState.CANCELLED
     assert await cancelled(dependent)
-    assert ran == [] and flow._records == {}
+    assert ran == [] and flow.counts() == {}
 
 
 async def test_a_block_awaiting_a_cancelled_member_is_cancelled_not_stuck(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loop_backend import LoopBackend
+from loop_backend import LoopBackend, record_of
 
 from asyncflow import TaskState, WorkflowEngine
 
@@ -25,7 +25,7 @@ async def test_futures_anywhere_in_the_arguments_are_waited_for_and_replaced(
 
     a, b, c, d, e = (value(i) for i in range(5))
     future = show(a, [b, (c, {d})], key=e, nested={"k": [frozenset({a})]})
-    assert flow._records[future.uid].waiting == 5  # a counts once although given twice
+    assert record_of(flow, future.uid).waiting == 5  # a counts once although given twice
     gate.set()
     args, kwargs = await future
     assert args == (0, [1, (2, {3})])
@@ -116,13 +116,13 @@ async def test_blocks_nest_and_record_their_members(flow: WorkflowEngine) -> Non
     @flow.block
     async def inner(x: int) -> int:
         task = leaf(x)
-        seen["leaf"] = flow._records[task.uid].block
+        seen["leaf"] = record_of(flow, task.uid).block
         return await task
 
     @flow.block
     async def outer() -> list[int]:
         blocks = [inner(1), inner(2)]
-        seen["inner"] = [flow._records[b.uid].block for b in blocks]
+        seen["inner"] = [record_of(flow, b.uid).block for b in blocks]
         return list(await asyncio.gather(*blocks))
 
     future = outer()

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from loop_backend import LoopBackend
+from loop_backend import LoopBackend, record_of
 from recording_observer import Observer
 
 from asyncflow import TaskFuture, TaskState, WorkflowEngine
@@ -80,7 +80,7 @@ async def test_a_call_returns_a_registered_future_at_once(flow: WorkflowEngine) 
     assert asyncio.all_tasks() == tasks_before  # no asyncio task per call
     assert isinstance(future, TaskFuture) and isinstance(future, asyncio.Future)
     assert (future.uid, future.name, future.state) == ("task.000002", "echo", "PENDING")
-    assert flow._records[future.uid].future is future  # registered before the call returned
+    assert record_of(flow, future.uid).future is future  # registered before the call returned
     gate.set()
     assert await future == "opened"
     assert future.state == TaskState.DONE

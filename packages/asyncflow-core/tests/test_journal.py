@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def files_in(folder: Path) -> list[Path]:
 
 def events(path: Path) -> list[tuple[str, str, str, int, int | None, str | None]]:
     """(uid, name, state, attempt, exit_code, error_type) of every event, read with plain SQL."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:  # `with conn` alone commits, not closes
         return conn.execute("SELECT uid, name, state, attempt, exit_code, error_type FROM "
                             "events ORDER BY rowid").fetchall()
 
@@ -41,7 +42,7 @@ async def test_nothing_is_written_without_a_journal(tmp_path: Path) -> None:
 
     assert await twice(twice(1)) == 4
     await flow.shutdown()
-    assert flow.journal is None
+    assert flow.observers == ()
     assert files_in(tmp_path) == []
 
 
@@ -139,7 +140,7 @@ async def test_the_configuration_can_turn_the_journal_on(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asyncflow.toml").write_text("journal = true\n")
     flow = await WorkflowEngine.create(backend=LoopBackend())
-    assert flow.journal is not None
+    assert [o.plugin_name for o in flow.observers] == ["asyncflow.journal"]
     await flow.shutdown()
     assert (tmp_path / flow.uid / FILENAME).exists()
     # create(journal=False) still wins over the file.

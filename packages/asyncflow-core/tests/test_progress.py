@@ -26,13 +26,12 @@ TESTS = Path(__file__).parent
 
 
 def plugin_names(flow: WorkflowEngine) -> set[str]:
-    return {name for name, _, _ in flow._observers.task_state_changed}
+    return {getattr(observer, "plugin_name", "") for observer in flow.observers}
 
 
 async def test_silent_and_free_when_stderr_is_not_a_terminal() -> None:
     assert not sys.stderr.isatty()  # pytest captures it
     flow = await WorkflowEngine.create(backend=LoopBackend(), progress=True)
-    assert flow.progress is None
     assert "asyncflow.progress" not in plugin_names(flow)
     await flow.shutdown()
 

@@ -40,10 +40,10 @@ async def test_drives_a_backend_as_its_docstring_shows(backend: LoopBackend) -> 
 async def test_an_update_that_arrived_is_returned_at_once() -> None:
     recorder = Recorder(timeout=LIMIT)
     recorder.expect(["skipped"])
-    recorder(TaskUpdate.canceled("skipped"))
+    recorder(TaskUpdate.cancelled("skipped"))
     # A task cancelled before it ran skips RUNNING: its first update is the terminal one.
     assert await recorder.running("skipped") == await recorder.terminal("skipped")
-    assert recorder.terminal_of("skipped") == TaskUpdate.canceled("skipped")
+    assert recorder.terminal_of("skipped") == TaskUpdate.cancelled("skipped")
     assert recorder.terminal_of("other") is None
 
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import xml.etree.ElementTree as ET
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -219,7 +220,7 @@ def _running(journal: Path, name: str) -> bool:
     if not journal.exists():
         return False
     try:
-        with sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             return conn.execute("SELECT 1 FROM events WHERE name = ? AND state = 'RUNNING'",
                                 (name,)).fetchone() is not None
     except sqlite3.OperationalError:

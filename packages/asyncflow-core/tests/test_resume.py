@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -210,7 +211,7 @@ def done_in_journal(journal: Path) -> int:
     if not journal.exists():
         return 0
     try:
-        with sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             return int(conn.execute("SELECT count(*) FROM events WHERE state = 'DONE'")
                        .fetchone()[0])
     except sqlite3.OperationalError:  # created but no table yet

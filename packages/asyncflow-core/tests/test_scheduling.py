@@ -95,7 +95,7 @@ async def test_finished_tasks_leave_the_engine_tables(flow: WorkflowEngine) -> N
     held = ok(2)
     held.cancel()  # cancelled before its batch went out
     await asyncio.gather(*futures, return_exceptions=True)
-    assert flow._records == {}
+    assert flow.counts() == {}
     assert all(not s.batch for s in flow._submitters.values())
     assert all(f._record is None for f in [held, *futures])
     await asyncio.gather(*flow._tasks)  # block bodies end right after they return
@@ -155,7 +155,7 @@ async def test_a_backend_may_report_inside_submit() -> None:
         chain = inc(inc(inc(0)))
         fan = [inc(chain) for _ in range(10)]
         assert await asyncio.gather(chain, *fan) == [3] + [4] * 10
-        assert flow._records == {}
+        assert flow.counts() == {}
     assert backend.submits == 4  # one per level: reports inside submit start new batches
 
 

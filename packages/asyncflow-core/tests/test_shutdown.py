@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import pytest
-from loop_backend import LoopBackend
+from loop_backend import LoopBackend, record_of
 from recording_observer import Observer
 
 from asyncflow import TaskFuture, WorkflowEngine
@@ -58,7 +58,7 @@ async def test_shutdown_from_inside_a_block(flow: WorkflowEngine, backend: LoopB
     with pytest.raises(asyncio.CancelledError):
         await block
     await flow.shutdown()
-    assert backend.shutdown_count == 1 and flow._records == {}
+    assert backend.shutdown_count == 1 and flow.counts() == {}
 
 
 async def test_shutdown_leaves_no_future_pending(flow: WorkflowEngine,
@@ -88,7 +88,7 @@ async def test_shutdown_leaves_no_future_pending(flow: WorkflowEngine,
     futures.append(dependent(2))  # ready, in a batch not yet submitted
     await flow.shutdown()
     assert all(f.done() for f in futures) and all(f.cancelled() for f in futures)
-    assert flow._records == {} and not flow._tasks
+    assert flow.counts() == {} and not flow._tasks
     assert backend.shutdown_count == 1
 
 
@@ -100,8 +100,7 @@ async def test_shutdown_is_bounded_even_when_a_block_and_a_backend_hang(
         async def shutdown(self) -> None:
             await asyncio.Event().wait()  # never returns on its own
 
-    flow = await WorkflowEngine.create(backend=HangingBackend())
-    flow.shutdown_timeout = 0.1
+    flow = await WorkflowEngine.create(backend=HangingBackend(), shutdown_timeout=0.1)
     started = asyncio.Event()
 
     @flow.block
@@ -116,7 +115,7 @@ async def test_shutdown_is_bounded_even_when_a_block_and_a_backend_hang(
 
     block = stubborn()
     await started.wait()
-    body = flow._records[block.uid].body
+    body = record_of(flow, block.uid).body
     caplog.set_level(logging.ERROR, logger="asyncflow.engine")
     async with asyncio.timeout(30):
         await flow.shutdown()

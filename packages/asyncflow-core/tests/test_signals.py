@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from loop_backend import LoopBackend
 
-from asyncflow import WorkflowEngine, _signals
+from asyncflow import WorkflowEngine
+from asyncflow._kernel import signals as _signals
 
 SCRIPT = """
 import asyncio, os, signal, sys
@@ -148,7 +149,8 @@ def test_an_engine_left_open_on_a_closed_loop_does_not_block_the_next_one() -> N
     # already running on this one).
     code = textwrap.dedent("""
         import asyncio, signal
-        from asyncflow import WorkflowEngine, _signals
+        from asyncflow import WorkflowEngine
+        from asyncflow._kernel import signals as _signals
 
         async def leave_open():
             await WorkflowEngine.create(backend="noop")  # never shut down

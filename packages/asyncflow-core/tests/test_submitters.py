@@ -135,8 +135,7 @@ async def test_shutdown_does_not_wait_forever_for_a_submit_that_never_returns(
         caplog: pytest.LogCaptureFixture) -> None:
     hold = Hold()  # never released
     gated = GatedBackend(hold)
-    flow = await WorkflowEngine.create(backend=gated)
-    flow.shutdown_timeout = 0.1
+    flow = await WorkflowEngine.create(backend=gated, shutdown_timeout=0.1)
 
     @flow.function_task
     async def step(label: str) -> str:
@@ -193,8 +192,7 @@ async def test_shutdown_leaves_no_asyncio_task_behind(busy: bool) -> None:
     before = asyncio.all_tasks()
     hold = Hold()  # never released
     gated = GatedBackend(hold) if busy else GatedBackend()
-    flow = await WorkflowEngine.create(backend=[gated, LoopBackend()])
-    flow.shutdown_timeout = 0.1
+    flow = await WorkflowEngine.create(backend=[gated, LoopBackend()], shutdown_timeout=0.1)
     never = asyncio.Event()
 
     @flow.function_task

@@ -145,7 +145,7 @@ class _ThreadCall:
         try:
             update = self._run()
         except asyncio.CancelledError:
-            update = TaskUpdate.canceled(job.spec.uid)
+            update = TaskUpdate.cancelled(job.spec.uid)
         except BaseException as exc:  # the task failed, not the worker thread
             update = TaskUpdate.failed(job.spec.uid, exc)
         finally:

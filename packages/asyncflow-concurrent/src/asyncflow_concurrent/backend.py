@@ -149,7 +149,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         for job in list(self._jobs.values()):
             if job.call is not None:
                 job.call.stop()  # a plain body runs on: close() says so
-                self._settle(job, TaskUpdate.canceled(job.spec.uid))
+                self._settle(job, TaskUpdate.cancelled(job.spec.uid))
                 continue
             driver = job.driver
             if driver is None:
@@ -196,7 +196,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             if not job.call.stop():
                 self._warn_unstoppable(job)
                 return False
-            self._settle(job, TaskUpdate.canceled(uid))
+            self._settle(job, TaskUpdate.cancelled(uid))
             return True
         if job.driver is None:
             return False
@@ -239,7 +239,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         # Cancelled before its first step, it never enters _drive: settle it here.
         coro = driver.get_coro()
         if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-            self._settle(job, TaskUpdate.canceled(job.spec.uid))
+            self._settle(job, TaskUpdate.cancelled(job.spec.uid))
 
     async def _drive(self, job: Job) -> None:
         """Run one task and send its one terminal report."""
@@ -256,7 +256,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             else:
                 value = await self._execute(job)
         except asyncio.CancelledError:  # the driver is ours: its end is the report
-            self._settle(job, TaskUpdate.canceled(spec.uid))
+            self._settle(job, TaskUpdate.cancelled(spec.uid))
         except (Exception, SystemExit) as exc:  # the task failed, not the backend
             self._settle(job, TaskUpdate.failed(spec.uid, exc))
         except BaseException as exc:  # KeyboardInterrupt: settle the task, then let it go on

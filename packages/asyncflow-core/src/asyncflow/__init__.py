@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from asyncflow.__about__ import __version__
-from asyncflow._engine import WorkflowEngine
+from asyncflow._kernel.engine import WorkflowEngine
+from asyncflow._kernel.task import TaskFuture, TaskRecord
 from asyncflow._plugins import hookimpl, plugin_manager, register, registry
-from asyncflow._task import TaskFuture, TaskRecord
 from asyncflow.backend import (
     Capabilities,
     ExecutionBackend,

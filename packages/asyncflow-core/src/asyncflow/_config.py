@@ -15,16 +15,17 @@ import logging
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
 from asyncflow import _plugins
 from asyncflow.backend import ExecutionBackend
-from asyncflow.config import Settings, load, overridden_backend, sources_in
+from asyncflow.config import DEFAULT_BACKEND, Settings, load, overridden_backend, sources_in
 from asyncflow.errors import BackendOptionError, ConfigError, UnknownBackendError
 
-DEFAULT_BACKEND = "concurrent"
+__all__ = ["DEFAULT_BACKEND", "build", "resolve_backends", "validate"]
+
 CREATE = "WorkflowEngine.create()"  # the source of options passed to create() in code
 
 BackendArg = str | ExecutionBackend | Sequence[str | ExecutionBackend] | None
@@ -33,6 +34,7 @@ log = logging.getLogger("asyncflow.config")
 
 
 def resolve_backends(backend: BackendArg, options: Mapping[str, Any], *,
+                     settings: Callable[[], Settings] | None = None,
                      config: str | Path | None = None,
                      dry_run: bool = False) -> dict[str, ExecutionBackend]:
     """The engine's backends by routing name, the default first.
@@ -41,17 +43,20 @@ def resolve_backends(backend: BackendArg, options: Mapping[str, Any], *,
         backend: what the user passed to ``create()``: ``None`` (the configuration decides),
             a name, an instance, or a list of them.
         options: keyword options for the first (default) backend, which must be a name.
+        settings: the configuration, read when first called (``create()`` reads it once for
+            everything it decides); by default, read from ``config``.
         config: a configuration file passed to ``create()``, the highest file source.
         dry_run: replace every backend by ``noop``.
     """
     items = _items(backend)
-    settings: Settings | None = None
+    read = settings or (lambda: load(config))
+    configured: Settings | None = None
     if backend is None or config is not None or any(isinstance(i, str) for i in items):
-        settings = load(config)
+        configured = read()
     if backend is None:
-        assert settings is not None
-        items = list(settings.backend_names(dry_run=dry_run))
-        origin = f"backend (from {settings.source_of('backend')})"
+        assert configured is not None
+        items = list(configured.backend_names(dry_run=dry_run))
+        origin = f"backend (from {configured.source_of('backend')})"
     else:
         origin = f"{CREATE} argument backend={backend!r}"
         _note_ignored_override(backend)
@@ -73,8 +78,8 @@ def resolve_backends(backend: BackendArg, options: Mapping[str, Any], *,
             if dry_run:
                 instance = registry.get("noop")()
             else:
-                assert settings is not None
-                instance = _build_configured(name, item, settings, options if index == 0
+                assert configured is not None
+                instance = _build_configured(name, item, configured, options if index == 0
                                              else {})
         if name in result:
             raise ConfigError(f"{origin}: backend {name!r} is listed twice")

@@ -14,11 +14,11 @@ import logging
 import pickle
 from typing import TYPE_CHECKING, Any
 
-from asyncflow import _deps
-from asyncflow._task import TaskFuture
+from asyncflow._kernel import deps as _deps
+from asyncflow._kernel.task import TaskFuture
 
 if TYPE_CHECKING:
-    from asyncflow._task import TaskRecord
+    from asyncflow._kernel.task import TaskRecord
 
 __all__ = ["cache_key", "dumps"]
 

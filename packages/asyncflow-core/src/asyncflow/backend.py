@@ -19,7 +19,7 @@ concurrency-safe wrappers the framework calls, so ``start`` and ``shutdown`` run
 
 For every task it accepts, a backend reports ``RUNNING`` when the body starts (optional but
 expected) and then exactly one terminal update: ``DONE`` with the value, ``FAILED`` with the
-exception, or ``CANCELED``. A second terminal update for one task is a contract violation, and
+exception, or ``CANCELLED``. A second terminal update for one task is a contract violation, and
 the conformance kit in :mod:`asyncflow.testing` catches it.
 
 A backend that keeps results where they were computed (a Dask worker's memory) may add a
@@ -225,7 +225,13 @@ class TaskUpdate(NamedTuple):
         return _new_tuple(cls, (uid, TaskState.FAILED, None, error, None))
 
     @classmethod
+    def cancelled(cls, uid: str) -> TaskUpdate:
+        return _new_tuple(cls, (uid, TaskState.CANCELLED, None, None, None))
+
+    @classmethod
     def canceled(cls, uid: str) -> TaskUpdate:
+        """:meth:`cancelled` in RADICAL-Pilot's spelling, kept for backends written with it;
+        ``cancelled`` is the one spelling of the state, its update and the docs."""
         return _new_tuple(cls, (uid, TaskState.CANCELLED, None, None, None))
 
 
@@ -272,7 +278,7 @@ class ExecutionBackend(ABC):
 
     @abstractmethod
     async def cancel(self, uid: str) -> bool:
-        """Stop the task ``uid`` if possible and report ``CANCELED`` for it.
+        """Stop the task ``uid`` if possible and report ``CANCELLED`` for it.
 
         Return ``True`` if the task will not run to completion, ``False`` if it is unknown,
         already finished, or cannot be interrupted.

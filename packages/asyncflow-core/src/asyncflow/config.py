@@ -40,6 +40,7 @@ from asyncflow.errors import ConfigError
 
 __all__ = ["Layer", "Settings", "load", "overriding", "parse_value"]
 
+DEFAULT_BACKEND = "concurrent"  # with nothing configured, when asyncflow-concurrent is installed
 FILE_NAME = "asyncflow.toml"
 ENV_FILE = "ASYNCFLOW_CONFIG"
 ENV_BACKEND = "ASYNCFLOW_BACKEND"
@@ -94,8 +95,6 @@ class Settings:
         """The backends to start, the default first; the built-in default when none is set."""
         if self.backend:
             return list(self.backend)
-        from asyncflow._config import DEFAULT_BACKEND
-
         if DEFAULT_BACKEND not in _plugins.registry():
             if dry_run:
                 return ["noop"]

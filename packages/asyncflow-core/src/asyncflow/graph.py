@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._plugins import hookimpl
-from asyncflow._task import BLOCK, EXECUTABLE
+from asyncflow._kernel.task import BLOCK, EXECUTABLE
+from asyncflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
 
 __all__ = ["Node", "TaskGraph"]
@@ -157,28 +157,33 @@ def _dot_label(node: Node) -> str:
 
 
 class GraphPlugin:
-    """Records an engine's task graph. Registered as ``asyncflow.graph``; an engine calls it
-    only when created with ``graph=True`` or a ``dag`` file to write.
+    """One engine's observer that records its task graph (``engine.graph()`` returns it) and,
+    given ``dag_file``, writes it there when the engine stops. ``create(graph=True)`` or a
+    configured ``dag`` file adds it.
     """
+
+    plugin_name = "asyncflow.graph"
+
+    def __init__(self, dag_file: str | Path | None = None) -> None:
+        self.task_graph = TaskGraph()
+        self.dag_file = Path(dag_file) if dag_file is not None else None
 
     @hookimpl
     def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
                                dependencies: Sequence[TaskFuture[Any]]) -> None:
-        if engine.task_graph is not None:
-            engine.task_graph.add(task, dependencies, engine.default_backend)
+        self.task_graph.add(task, dependencies, engine.default_backend)
 
     @hookimpl
-    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
-                                     new: TaskState) -> None:
-        if engine.task_graph is not None and new.is_terminal:
-            engine.task_graph.states[task.uid] = new.value
+    def asyncflow_task_state_changed(self, task: TaskRecord, new: TaskState) -> None:
+        if new.is_terminal:
+            self.task_graph.states[task.uid] = new.value
 
     @hookimpl
     def asyncflow_engine_stopped(self, engine: WorkflowEngine) -> None:
-        if engine.task_graph is not None and engine.dag_file is not None:
+        if self.dag_file is not None:
             try:
-                path = engine.task_graph.write(engine.dag_file)
+                path = self.task_graph.write(self.dag_file)
             except OSError as exc:
-                log.error("cannot write the task graph to %s: %s", engine.dag_file, exc)
+                log.error("cannot write the task graph to %s: %s", self.dag_file, exc)
             else:
                 log.info("wrote the task graph of %s to %s", engine.uid, path)

@@ -7,9 +7,12 @@ A plugin is a module (usually ``<package>/hooks.py``) named by an entry point in
     dask = "asyncflow_dask.hooks"
 
 Implementations may accept any subset of a hook's arguments. Observer hooks are synchronous
-and fire-and-forget: they cannot stall or break the engine (exceptions are logged with the
-plugin's name). Control over tasks (submit, cancel, shutdown) never goes through hooks; it is
-the :class:`asyncflow.ExecutionBackend` contract.
+and fire-and-forget: they cannot stall or break the engine. A hook implementation that is
+``async def`` or a wrapper (``wrapper=True``, ``hookwrapper=True``) is refused when its plugin
+loads, naming the plugin: the engine calls observers directly and could honour neither. An
+observer that raises is logged once, with its plugin's name, and the engine it belongs to
+stops calling that plugin. Control over tasks (submit, cancel, shutdown) never goes through
+hooks; it is the :class:`asyncflow.ExecutionBackend` contract.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
     from asyncflow.registry import BackendRegistry
 
@@ -33,9 +36,14 @@ __all__ = [
     "asyncflow_register_backends",
     "asyncflow_task_created",
     "asyncflow_task_state_changed",
+    "hookimpl",
 ]
 
 _spec = pluggy.HookspecMarker("asyncflow")
+
+hookimpl = pluggy.HookimplMarker("asyncflow")
+"""Marker for hook implementations in plugins: ``@asyncflow.hookimpl``. It lives beside the
+specifications so that a plugin (the built-in ones too) needs nothing above this module."""
 
 # -- registration -------------------------------------------------------------------------
 
@@ -84,8 +92,17 @@ def asyncflow_task_state_changed(
 ) -> None:
     """Called on the event loop each time a task or block changes state.
 
-    Every task goes PENDING -> (RUNNING) -> DONE | FAILED | CANCELLED; a retried task goes
-    from RUNNING back to PENDING with ``task.attempt`` increased.
+    The transitions that occur, and no others (the engine checks each one):
+
+    - PENDING -> RUNNING, when a backend reports that the task started (a block: when its
+      body starts);
+    - PENDING -> DONE | FAILED | CANCELLED, for a task that finishes without being seen
+      running (a fast backend, a failed dependency, a cancel, a resumed result);
+    - RUNNING -> DONE | FAILED | CANCELLED;
+    - RUNNING -> PENDING, when a failed attempt is retried (``task.attempt`` increased);
+      PENDING -> PENDING when an attempt failed before it was seen running.
+
+    DONE, FAILED and CANCELLED are final.
 
     :param engine: the engine the task belongs to.
     :param task: the task's record (``uid``, ``name``, ``kind``, ``backend``, ``attempt``...).

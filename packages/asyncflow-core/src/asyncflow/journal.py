@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._plugins import hookimpl
+from asyncflow._kernel.task import BLOCK, EXECUTABLE
 from asyncflow._resume import cache_key, dumps
-from asyncflow._task import BLOCK, EXECUTABLE
 from asyncflow.backend import TaskState
+from asyncflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskFuture, TaskRecord
 
 __all__ = ["FILENAME", "Journal", "Run", "TaskRun", "find_run", "read_run"]
 
@@ -316,27 +316,42 @@ def find_run(work_dir: Path, resume: bool | str, uid: str | None) -> str | None:
 
 
 class JournalPlugin:
-    """Writes an engine's state changes to its journal. Registered as ``asyncflow.journal``;
-    an engine calls it only when created with ``journal=True`` (or ``resume``).
+    """One engine's observer that writes its state changes to its :class:`Journal`, opened
+    when the engine starts and closed when it stops; with ``resume``, also the engine's
+    result store (:meth:`recall`). ``create(journal=True)`` or ``resume=`` adds it.
     """
 
+    plugin_name = "asyncflow.journal"
+
+    def __init__(self, *, resume: bool = False) -> None:
+        self.resume = resume
+        self.journal: Journal | None = None
+
     @hookimpl
-    def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
+    def asyncflow_engine_started(self, engine: WorkflowEngine) -> None:
+        self.journal = Journal(engine.work_dir / engine.uid, engine, resume=self.resume)
+
+    @hookimpl
+    def asyncflow_task_created(self, task: TaskRecord,
                                dependencies: Sequence[TaskFuture[Any]]) -> None:
-        if engine.journal is not None:
-            engine.journal.task_created(task, dependencies)
+        if self.journal is not None:
+            self.journal.task_created(task, dependencies)
 
     @hookimpl
-    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
-                                     new: TaskState) -> None:
-        if engine.journal is not None:
-            engine.journal.task_changed(task, new)
+    def asyncflow_task_state_changed(self, task: TaskRecord, new: TaskState) -> None:
+        if self.journal is not None:
+            self.journal.task_changed(task, new)
 
     @hookimpl
-    def asyncflow_engine_stopped(self, engine: WorkflowEngine,
-                                 error: BaseException | None) -> None:
-        if engine.journal is not None:
-            engine.journal.close(error)
+    def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
+        if self.journal is not None:
+            self.journal.close(error)
+
+    def recall(self, task: TaskRecord) -> tuple[bool, Any]:
+        """An earlier session's result of ``task``'s call, as the engine's result store."""
+        if self.journal is None:
+            return False, None
+        return self.journal.recall(task)
 
 
 # -- reading a journal -----------------------------------------------------------------------

@@ -15,18 +15,17 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._plugins import hookimpl
-from asyncflow._task import BLOCK
+from asyncflow._kernel.task import BLOCK
 from asyncflow.backend import TaskState
+from asyncflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from asyncflow._engine import WorkflowEngine
-    from asyncflow._task import TaskFuture, TaskRecord
+    from asyncflow._kernel.engine import WorkflowEngine
+    from asyncflow._kernel.task import TaskRecord
 
 __all__ = ["ProgressDisplay", "console_for"]
 
@@ -50,7 +49,11 @@ def console_for(progress: Any) -> Console | None:
         return progress  # type: ignore[no-any-return]
     if not sys.stderr.isatty():  # before importing rich: a batch job pays nothing
         return None
-    from rich.console import Console
+    try:
+        from rich.console import Console
+    except ImportError:
+        log.warning("no progress display: it needs rich (pip install 'asyncflow-core[progress]')")
+        return None
 
     console = Console(stderr=True)
     return console if console.is_terminal else None
@@ -125,41 +128,40 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressPlugin:
-    """Shows a :class:`ProgressDisplay` for each engine created with ``progress=True``.
-    Registered as ``asyncflow.progress``; other engines never call it.
+    """One engine's observer that shows its :class:`ProgressDisplay` on ``console`` from the
+    engine's start to its shutdown. ``create(progress=True)`` adds it when there is a
+    terminal to draw on.
     """
 
-    def __init__(self) -> None:
-        self._displays: dict[WorkflowEngine, ProgressDisplay] = {}
+    plugin_name = "asyncflow.progress"
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.display: ProgressDisplay | None = None
 
     @hookimpl
     def asyncflow_engine_started(self, engine: WorkflowEngine) -> None:
-        if engine.progress is None:
-            return
-        display = ProgressDisplay(engine, engine.progress)
+        display = ProgressDisplay(engine, self.console)
         try:
             display.start()
         except Exception as exc:  # rich allows one live display per console at a time
             log.warning("no progress display for %s: %s", engine.uid, exc)
             return
-        self._displays[engine] = display
+        self.display = display
 
     @hookimpl
-    def asyncflow_task_created(self, engine: WorkflowEngine, task: TaskRecord,
-                               dependencies: Sequence[TaskFuture[Any]]) -> None:
-        display = self._displays.get(engine)
-        if display is not None:
-            display.created(task)
+    def asyncflow_task_created(self, task: TaskRecord) -> None:
+        if self.display is not None:
+            self.display.created(task)
 
     @hookimpl
-    def asyncflow_task_state_changed(self, engine: WorkflowEngine, task: TaskRecord,
-                                     old: TaskState, new: TaskState) -> None:
-        display = self._displays.get(engine)
-        if display is not None:
-            display.changed(task, old, new)
+    def asyncflow_task_state_changed(self, task: TaskRecord, old: TaskState,
+                                     new: TaskState) -> None:
+        if self.display is not None:
+            self.display.changed(task, old, new)
 
     @hookimpl
-    def asyncflow_engine_stopped(self, engine: WorkflowEngine) -> None:
-        display = self._displays.pop(engine, None)
+    def asyncflow_engine_stopped(self) -> None:
+        display, self.display = self.display, None
         if display is not None:
             display.stop()

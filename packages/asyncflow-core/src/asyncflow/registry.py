@@ -131,11 +131,10 @@ class BackendRegistry:
         known = sorted({*self._by_name, *self._aliases})
         message = f"no asyncflow backend named {name!r}. Installed: {', '.join(known) or 'none'}."
         close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            message += f" Did you mean {close[0]!r}?"
+        if close and name not in KNOWN_DISTRIBUTIONS:  # a typo of an installed name
+            return message + f" Did you mean {close[0]!r}?"
         dist = KNOWN_DISTRIBUTIONS.get(name, f"asyncflow-{name.replace('_', '-')}")
-        message += f" To install it: pip install {dist}"
-        return message
+        return message + f" To install it: pip install {dist}"
 
 
 def _check_class(cls: object, name: str | None) -> None:

@@ -159,7 +159,7 @@ class DaskExecutionBackend(ExecutionBackend):
         self._inflight.clear()
         for entry in entries:
             self._disarm(entry)
-            self.report(TaskUpdate.canceled(entry.spec.uid))
+            self.report(TaskUpdate.cancelled(entry.spec.uid))
         try:
             if entries and conn.client.status == "running":
                 await asyncio.wait_for(self._cancel_on_cluster(entries), 10)
@@ -316,7 +316,7 @@ class DaskExecutionBackend(ExecutionBackend):
         if entry is None:
             return False
         self._disarm(entry)
-        self.report(TaskUpdate.canceled(uid))
+        self.report(TaskUpdate.cancelled(uid))
         try:
             await self._cancel_on_cluster([entry])
         except Exception:

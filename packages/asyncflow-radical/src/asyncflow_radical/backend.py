@@ -303,14 +303,14 @@ class RadicalExecutionBackend(ExecutionBackend):
     def _settle(self, entry: _Job, task: Any, state: str) -> TaskUpdate:
         spec = entry.spec
         if entry.cancelling:
-            return TaskUpdate.canceled(spec.uid)
+            return TaskUpdate.cancelled(spec.uid)
         try:
             if spec.kind is TaskKind.FUNCTION:
                 value = self._function_value(spec, task, state)
             else:
                 value = self._command_value(entry, task, state)
         except _remote.Cancelled:
-            return TaskUpdate.canceled(spec.uid)
+            return TaskUpdate.cancelled(spec.uid)
         except Exception as exc:
             return TaskUpdate.failed(spec.uid, exc)
         return TaskUpdate.done(spec.uid, value)
@@ -368,7 +368,7 @@ class RadicalExecutionBackend(ExecutionBackend):
         with self._lock:
             jobs, self._jobs = self._jobs, {}
             for entry in jobs.values():
-                self.report(TaskUpdate.canceled(entry.spec.uid))
+                self.report(TaskUpdate.cancelled(entry.spec.uid))
         await self._release(list(jobs))
 
     async def _release(self, in_flight: list[str]) -> None:

@@ -43,7 +43,7 @@ class InlineExecutionBackend(ExecutionBackend):
     def _forget(self, uid: str, task: asyncio.Task[None]) -> None:
         del self._tasks[uid]
         if task.cancelled():  # even one cancelled before its first line ran is reported
-            self.report(TaskUpdate.canceled(uid))
+            self.report(TaskUpdate.cancelled(uid))
 
     async def cancel(self, uid: str) -> bool:
         task = self._tasks.get(uid)

@@ -26,7 +26,7 @@ import pytest
 
 from asyncflow import _plugins
 from asyncflow._config import build
-from asyncflow._engine import WorkflowEngine
+from asyncflow._kernel.engine import WorkflowEngine
 from asyncflow.backend import Capabilities, ExecutionBackend, TaskState, TaskUpdate
 from asyncflow.errors import DependencyFailureError, ExecutableFailedError, TaskTimeoutError
 from asyncflow.testing import _bodies as bodies

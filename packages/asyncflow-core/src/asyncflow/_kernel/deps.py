@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._task import TaskFuture
+from asyncflow._kernel.task import TaskFuture
 from asyncflow.data import InputFile, OutputFile
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
 
 P = ParamSpec("P")
 E = TypeVar("E", bound="WorkflowEngine")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from asyncflow._plugins import hookimpl
 from asyncflow.backend import Capabilities, ExecutionBackend, TaskSpec, TaskUpdate
+from asyncflow.hookspecs import hookimpl
 from asyncflow.registry import BackendRegistry
 
 DUMMY_OUTPUT = "Dummy Output"

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
+from asyncflow._kernel.task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
 from asyncflow.retries import RetryPolicy
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -132,8 +132,7 @@ _ALLOWED = {"backend", "retries", "retry_backoff", "retry_jitter", "retry_on", "
 def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     unknown = set(options) - _ALLOWED
     if unknown:
-        raise TypeError(f"@{_DECORATOR[kind]} got unknown option(s) {sorted(unknown)}; it "
-                        f"accepts {sorted(_ALLOWED)}")
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; it accepts {sorted(_ALLOWED)}")
     backend = options.get("backend")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend= must be a backend name (str), not {backend!r}")

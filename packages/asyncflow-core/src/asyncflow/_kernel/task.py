@@ -10,13 +10,23 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 from asyncflow.backend import TaskState
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
     from asyncflow.backend import ExecutionBackend, TaskSpec
     from asyncflow.retries import RetryPolicy
 
 T = TypeVar("T")
 
 FUNCTION, EXECUTABLE, BLOCK = "function", "executable", "block"
+
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
+_ENDS = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED}
+NEXT_STATES: dict[TaskState, frozenset[TaskState]] = {
+    # The lifecycle asyncflow_task_state_changed documents. PENDING -> PENDING and RUNNING ->
+    # PENDING are retries (of an attempt that failed before or after it was seen running).
+    _PENDING: frozenset({_PENDING, _RUNNING, *_ENDS}),
+    _RUNNING: frozenset({_PENDING, *_ENDS}),
+    **{end: frozenset() for end in _ENDS},  # final
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +85,9 @@ class TaskRecord:
     """
 
     __slots__ = (
-        "args", "attempt", "backend", "block", "body", "cache_key", "command", "dependents",
-        "engine", "error", "executor", "fn", "future", "has_futures", "kind", "kwargs",
-        "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
+        "args", "attempt", "backend", "backend_instance", "block", "body", "cache_key",
+        "command", "dependents", "engine", "error", "fn", "future", "has_futures", "kind",
+        "kwargs", "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
     )
 
     def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
@@ -100,8 +110,8 @@ class TaskRecord:
         self.dependents: list[TaskRecord] | None = None
         self.members: set[TaskFuture[Any]] | None = set() if kind == BLOCK else None
         self.body: asyncio.Task[Any] | None = None  # a block's body, an executable's command
-        self.executor: ExecutionBackend | None = None
-        self.backend: str | None = None
+        self.backend_instance: ExecutionBackend | None = None  # what runs it, once released
+        self.backend: str | None = None  # that backend's routing name
         self.spec: TaskSpec | None = None  # built when released to its backend's batch
         self.command: str | None = None  # an executable's command, once its body returned
         self.error: BaseException | None = None  # why the last attempt failed

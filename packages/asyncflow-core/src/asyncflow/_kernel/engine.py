@@ -20,13 +20,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from asyncflow import _deps, _plugins, _signals
-from asyncflow._creation import awaitable_or_context
-from asyncflow._decorators import DecoratorsMixin
-from asyncflow._submitter import Submitter
-from asyncflow._task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions, TaskRecord
+from asyncflow import _plugins
+from asyncflow._kernel import deps as _deps
+from asyncflow._kernel import signals as _signals
+from asyncflow._kernel.creation import awaitable_or_context
+from asyncflow._kernel.decorators import DecoratorsMixin
+from asyncflow._kernel.submitter import Submitter
+from asyncflow._kernel.task import (
+    BLOCK,
+    EXECUTABLE,
+    FUNCTION,
+    NEXT_STATES,
+    TaskFuture,
+    TaskOptions,
+    TaskRecord,
+)
 from asyncflow.backend import (
     ExecutionBackend,
     TaskKind,
@@ -47,9 +57,8 @@ from asyncflow.retries import RetryPolicy, with_attempt
 
 if TYPE_CHECKING:
     from asyncflow.graph import TaskGraph
-    from asyncflow.journal import Journal
 
-__all__ = ["WorkflowEngine"]
+__all__ = ["ResultStore", "WorkflowEngine"]
 
 log = logging.getLogger("asyncflow.engine")
 
@@ -60,6 +69,14 @@ _current_block: contextvars.ContextVar[TaskRecord | None] = contextvars.ContextV
 _SPEC_KEYS = ("shell", "cwd", "env")  # task_description keys the engine turns into TaskSpec fields
 
 
+class ResultStore(Protocol):
+    """What a resumed run asks before running a task: the one question the engine has for
+    an earlier run's records (the run journal answers it, see :mod:`asyncflow.journal`)."""
+
+    def recall(self, task: TaskRecord) -> tuple[bool, Any]:
+        """``(True, result)`` when ``task``'s call completed before, else ``(False, None)``."""
+
+
 class WorkflowEngine(DecoratorsMixin):
     """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
     and close it with ``await flow.shutdown()``, or use ``async with
@@ -68,9 +85,13 @@ class WorkflowEngine(DecoratorsMixin):
 
     def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
                  uid: str | None = None, work_dir: str | Path | None = None,
-                 dry_run: bool = False, shutdown_timeout: float = 30.0, progress: Any = False,
-                 journal: bool = False, resume: bool = False, graph: bool = False,
-                 dag_file: str | Path | None = None) -> None:
+                 dry_run: bool = False, shutdown_timeout: float = 30.0,
+                 observers: Sequence[object] = (), results: ResultStore | None = None) -> None:
+        """``observers`` are this engine's own plugins: objects with ``asyncflow_*`` hook
+        implementations (see :mod:`asyncflow.hookspecs`), called beside the process-wide
+        ones; each opens what it needs when the engine starts and closes it when it stops.
+        ``results`` answers a resumed run: a task it knows is DONE without running.
+        """
         if not isinstance(backends, Mapping):
             named: dict[str, ExecutionBackend] = {}
             for backend in backends:
@@ -103,28 +124,10 @@ class WorkflowEngine(DecoratorsMixin):
         self._work: deque[tuple[Any, ...]] = deque()
         self._draining = False
         self._stopping: set[str] = set()  # blocks asked to stop, each stopped once
-        # Observability, each off unless asked for (see the docs' Observability page).
-        from asyncflow.progress import console_for
-
-        self.progress = console_for(progress)
-        """The rich console showing the live progress display, if there is one."""
-        self.journal: Journal | None = None
-        """The run journal (``journal=True``), opened when the engine starts."""
-        self._journal_wanted = journal or resume
-        self._resuming: Journal | None = None  # the journal that answers resume lookups
-        self._resume = resume
-        self.dag_file = Path(dag_file) if dag_file is not None else None
-        self.task_graph: TaskGraph | None = None
-        if graph or dag_file is not None:
-            from asyncflow.graph import TaskGraph
-
-            self.task_graph = TaskGraph()
-        opt_in = [name for name, on in (("progress", self.progress is not None),
-                                        ("journal", self._journal_wanted),
-                                        ("graph", self.task_graph is not None)) if on]
-        for name in opt_in:
-            _plugins.use_builtin(name)
-        self._observers = _plugins.Observers(_plugins.plugin_manager(), opt_in)
+        self.observers = tuple(observers)
+        """This engine's own observers (the progress display, the journal...)."""
+        self._results = results
+        self._observers = _plugins.Observers(_plugins.plugin_manager(), self.observers)
 
     # -- creation and shutdown -------------------------------------------------------------
 
@@ -133,8 +136,9 @@ class WorkflowEngine(DecoratorsMixin):
     async def create(cls, backend: str | ExecutionBackend | Sequence[str | ExecutionBackend]
                      | None = None, *, dry_run: bool = False, uid: str | None = None,
                      work_dir: str | Path | None = None, config: str | Path | None = None,
-                     progress: Any = None, journal: bool | None = None,
-                     resume: bool | str | None = None, graph: bool | None = None,
+                     shutdown_timeout: float = 30.0, progress: Any = None,
+                     journal: bool | None = None, resume: bool | str | None = None,
+                     graph: bool | None = None, observers: Sequence[object] = (),
                      **options: Any) -> Self:
         """Build an engine, start its backends, and return it: ``await`` the call, or use it
         with ``async with``, which also shuts the engine down on exit.
@@ -144,44 +148,27 @@ class WorkflowEngine(DecoratorsMixin):
         route to others with ``backend="name"``). Without it, the configuration decides
         (see the docs' Configuration page); with nothing configured it is ``concurrent``.
         ``dry_run=True`` replaces every backend with ``noop``: nothing is executed.
+        ``shutdown_timeout`` bounds each step of :meth:`shutdown` (seconds).
 
         Observability (each off by default, ``None`` lets the configuration decide):
         ``progress=True`` draws a live display on a terminal; ``journal=True`` records every
         state change in ``work_dir/<uid>/journal.sqlite``; ``resume=True`` (or a run's uid)
         continues an earlier run, resolving the tasks it completed to their recorded results;
-        ``graph=True`` records the task graph for :meth:`graph`.
+        ``graph=True`` records the task graph for :meth:`graph`. ``observers`` are plugin
+        objects of this engine only (see :mod:`asyncflow.hookspecs`).
         """
-        from asyncflow._config import resolve_backends
-        from asyncflow.config import load
+        # The configuration layer turns settings into objects; the kernel only receives them.
+        from asyncflow._setup import engine_arguments
 
-        settings = None
-        if progress is None or journal is None or resume is None or graph is None:
-            settings = load(config)
-        dag_file = None
-        if settings is not None:
-            progress = settings.progress if progress is None else progress
-            journal = settings.journal if journal is None else journal
-            resume = settings.resume if resume is None else resume
-            dag_file = settings.dag if graph is None else None
-        if resume:
-            from asyncflow.journal import find_run
-
-            uid = find_run(Path(work_dir) if work_dir is not None else Path.cwd(), resume, uid)
-        backends = resolve_backends(backend, options, config=config, dry_run=dry_run)
-        engine = cls(backends, uid=uid, work_dir=work_dir, dry_run=dry_run, progress=progress,
-                     journal=bool(journal), resume=bool(resume), graph=bool(graph),
-                     dag_file=dag_file)
+        engine = cls(**engine_arguments(
+            backend, options, config=config, dry_run=dry_run, uid=uid, work_dir=work_dir,
+            shutdown_timeout=shutdown_timeout, progress=progress, journal=journal,
+            resume=resume, graph=graph, observers=observers))
         await engine._start()
         return engine
 
     async def _start(self) -> None:
         run_dir = self.work_dir / self.uid
-        if self._journal_wanted:
-            from asyncflow.journal import Journal
-
-            self.journal = Journal(run_dir, self, resume=self._resume)
-            if self._resume:
-                self._resuming = self.journal
         started: list[ExecutionBackend] = []
         try:
             for backend in self.backends.values():
@@ -191,12 +178,10 @@ class WorkflowEngine(DecoratorsMixin):
                 await backend.open()
                 started.append(backend)
                 self._submitters[backend] = Submitter(backend, self.loop, self._submit_failed)
-        except BaseException as exc:
+        except BaseException:
             for submitter in self._submitters.values():
                 submitter.task.cancel()
             await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
-            if self.journal is not None:
-                self.journal.close(exc)
             raise
         _signals.install(self)
         if self._observers.engine_started:
@@ -392,8 +377,8 @@ class WorkflowEngine(DecoratorsMixin):
     # -- release: a record with all dependencies done goes to its backend ------------------
 
     def _release(self, record: TaskRecord) -> None:
-        if self._resuming is not None and record.kind != BLOCK:
-            found, value = self._resuming.recall(record)
+        if self._results is not None and record.kind != BLOCK:
+            found, value = self._results.recall(record)
             if found:  # completed in an earlier session of this run: do not run it again
                 record.resumed = True
                 self._finish(record, TaskState.DONE, value)
@@ -453,7 +438,7 @@ class WorkflowEngine(DecoratorsMixin):
         self._submitters[backend].add(record.spec)
 
     def _backend_for(self, record: TaskRecord) -> ExecutionBackend:
-        backend = record.executor
+        backend = record.backend_instance
         if backend is None:
             name = record.options.backend
             if name is None:
@@ -465,7 +450,7 @@ class WorkflowEngine(DecoratorsMixin):
                     raise UnknownBackendError(
                         f"task {record.name!r} ({record.uid}) asks for backend {name!r}, but "
                         f"this engine has {', '.join(map(repr, self.backends))}") from None
-            record.executor = backend
+            record.backend_instance = backend
             record.backend = name
         return backend
 
@@ -550,7 +535,7 @@ class WorkflowEngine(DecoratorsMixin):
                     self._set_state(record, TaskState.RUNNING)
             elif state is TaskState.DONE:
                 if update.ref is not None:
-                    record.future._ref = (record.executor, update.ref)
+                    record.future._ref = (record.backend_instance, update.ref)
                 self._finish(record, TaskState.DONE, update.value)
             elif state is TaskState.FAILED:
                 policy = record.options.retry
@@ -596,6 +581,9 @@ class WorkflowEngine(DecoratorsMixin):
 
     def _set_state(self, record: TaskRecord, new: TaskState) -> None:
         old = record.state
+        if new not in NEXT_STATES[old]:  # an engine bug: say so rather than mislead observers
+            raise RuntimeError(f"task {record.name!r} ({record.uid}) cannot go from {old} to "
+                               f"{new}: not a state change of the task lifecycle")
         record.state = new
         record.future.state = new
         if self._observers.task_state_changed:
@@ -725,7 +713,7 @@ class WorkflowEngine(DecoratorsMixin):
             return
         if record.body is not None and not record.body.done():
             record.body.cancel(msg)
-        spec, backend = record.spec, record.executor
+        spec, backend = record.spec, record.backend_instance
         self._settle(record, TaskState.CANCELLED, msg, None)  # now: a second _stop is a no-op
         if spec is None or backend is None or backend.closed:
             return
@@ -778,10 +766,12 @@ class WorkflowEngine(DecoratorsMixin):
         Recorded only for engines created with ``graph=True`` (the engine keeps no finished
         task otherwise); with ``dry_run=True`` too, it is the plan of a workflow, not run.
         """
-        if self.task_graph is None:
-            raise RuntimeError(f"engine {self.uid} does not record its task graph; create it "
-                               "with WorkflowEngine.create(graph=True)")
-        return self.task_graph
+        for observer in self.observers:  # the graph observer, which owns the graph
+            graph: TaskGraph | None = getattr(observer, "task_graph", None)
+            if graph is not None:
+                return graph
+        raise RuntimeError(f"engine {self.uid} does not record its task graph; create it "
+                           "with WorkflowEngine.create(graph=True)")
 
     def counts(self) -> Mapping[str, int]:
         """How many unfinished tasks are in each state."""

@@ -11,27 +11,23 @@ Environment:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pluggy
 
 from asyncflow import hookspecs
 from asyncflow.errors import PluginLoadError
+from asyncflow.hookspecs import hookimpl
 from asyncflow.registry import BackendRegistry, conflict
 
-__all__ = ["BUILTIN_OBSERVERS", "Observers", "hookimpl", "plugin_manager", "registry",
-           "use_builtin"]
+__all__ = ["Observers", "hookimpl", "plugin_manager", "register", "registry"]
 
 log = logging.getLogger("asyncflow.plugins")
-
-hookimpl = pluggy.HookimplMarker("asyncflow")
-"""Marker for hook implementations in plugins: ``@asyncflow.hookimpl``."""
 
 GROUP = "asyncflow"
 
@@ -61,40 +57,20 @@ def register(plugin: object, name: str | None = None) -> None:
 
     Its ``asyncflow_register_backends`` runs at once, since that hook is historic.
     """
-    pm = plugin_manager()
-    _reject_coroutines(plugin, name)
-    _register_checked(pm, plugin, name)
+    _register_checked(plugin_manager(), plugin, name)
 
 
 def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
     """Register ``plugin`` and check its hooks; a plugin that fails is not left registered,
     so that it cannot fail every later ``check_pending()`` too."""
+    _reject_coroutines(plugin, name)
     registered = pm.register(plugin, name=name)
     try:
         pm.check_pending()
+        _reject_wrappers(pm, plugin, registered)
     except Exception:
         pm.unregister(plugin, name=registered)
         raise
-
-
-# Observers that come with asyncflow-core. Each registers through register(), like any
-# plugin, the first time an engine asks for it; engines that do not ask never call it.
-BUILTIN_OBSERVERS = {
-    "progress": "asyncflow.progress:ProgressPlugin",  # create(progress=True)
-    "journal": "asyncflow.journal:JournalPlugin",  # create(journal=True) or resume=
-    "graph": "asyncflow.graph:GraphPlugin",  # create(graph=True), engine.graph()
-}
-
-
-def use_builtin(name: str) -> None:
-    """Register the built-in observer ``name`` of :data:`BUILTIN_OBSERVERS`, once."""
-    pm = plugin_manager()
-    plugin_name = f"asyncflow.{name}"
-    with _lock:
-        if pm.has_plugin(plugin_name):
-            return
-        module, _, attr = BUILTIN_OBSERVERS[name].partition(":")
-        register(getattr(importlib.import_module(module), attr)(), name=plugin_name)
 
 
 def _build() -> None:
@@ -106,7 +82,7 @@ def _build() -> None:
         pm.add_hookspecs(hookspecs)
         reg = BackendRegistry()
         pm.hook.asyncflow_register_backends.call_historic(kwargs={"registry": reg})
-        from asyncflow import _noop
+        from asyncflow._plugins import noop as _noop
 
         pm.register(_noop, name="asyncflow.noop")
         if not os.environ.get("ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD"):
@@ -138,7 +114,6 @@ def _load_entry_points(pm: pluggy.PluginManager, reg: BackendRegistry) -> None:
         step = "import"
         try:
             plugin = ep.load()
-            _reject_coroutines(plugin, ep.name)
             step = "register"
             reg._current = (dist, version)
             try:
@@ -160,15 +135,25 @@ def _reject_coroutines(plugin: object, name: str | None) -> None:
                                   "hooks must be plain functions (buffer I/O yourself)")
 
 
+def _reject_wrappers(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    # The engine calls observers itself, one after the other: it has nothing to wrap.
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                raise PluginLoadError(f"plugin {name!r}: hook {caller.name} is a wrapper; "
+                                      "asyncflow calls observers directly, so it has none")
+
+
 Impl = tuple[str, Callable[..., Any], tuple[str, ...]]  # plugin name, function, argnames
 
 
 class Observers:
-    """The observer hooks' implementations, resolved once per engine.
+    """The observer hooks' implementations for one engine: the process-wide plugins' and
+    that engine's own observers' (checked here as plugins are when they load).
 
     The engine checks ``if observers.task_state_changed:`` before building arguments, so an
-    unused hook costs one truth test. A failing observer is logged and the run goes on.
-    Built-in observers not named in ``opt_in`` are left out.
+    unused hook costs one truth test. An observer that raises is logged once and then left
+    out of every hook of this engine: a broken plugin never slows the run down again.
     """
 
     __slots__ = ("engine_started", "engine_stopped", "task_created", "task_state_changed")
@@ -178,19 +163,34 @@ class Observers:
     task_created: list[Impl]
     task_state_changed: list[Impl]
 
-    def __init__(self, pm: pluggy.PluginManager, opt_in: Collection[str] = ()) -> None:
-        left_out = {f"asyncflow.{name}" for name in BUILTIN_OBSERVERS if name not in opt_in}
+    def __init__(self, pm: pluggy.PluginManager, own: Sequence[object] = ()) -> None:
+        managers = [pm]
+        if own:  # a manager of this engine's own: pluggy checks their hooks as it does others'
+            mine = pluggy.PluginManager(GROUP)
+            mine.add_hookspecs(hookspecs)
+            for observer in own:
+                _register_checked(mine, observer, getattr(observer, "plugin_name", None)
+                                  or type(observer).__name__)
+            managers.append(mine)
         for hook in self.__slots__:
-            caller = getattr(pm.hook, f"asyncflow_{hook}")
             impls = [(i.plugin_name, i.function, tuple(i.argnames))
-                     for i in reversed(caller.get_hookimpls()) if i.plugin_name not in left_out]
+                     for m in managers
+                     for i in reversed(getattr(m.hook, f"asyncflow_{hook}").get_hookimpls())]
             setattr(self, hook, impls)
 
-    @staticmethod
-    def call(impls: list[Impl], **kwargs: Any) -> None:
+    def call(self, impls: list[Impl], **kwargs: Any) -> None:
+        broken = []
         for plugin, function, argnames in impls:
             try:
                 function(*[kwargs[a] for a in argnames])
             except Exception:
-                log.exception("asyncflow plugin %r failed in %s; the workflow goes on",
-                              plugin, function.__name__)
+                log.exception("asyncflow plugin %r failed in %s; this engine stops calling "
+                              "it and the workflow goes on", plugin, function.__name__)
+                broken.append(plugin)
+        if broken:
+            self._drop(broken)
+
+    def _drop(self, plugins: list[str]) -> None:
+        for hook in self.__slots__:  # in place: the engine holds these lists
+            impls = getattr(self, hook)
+            impls[:] = [impl for impl in impls if impl[0] not in plugins]

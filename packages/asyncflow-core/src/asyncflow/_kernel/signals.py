@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from asyncflow._engine import WorkflowEngine
+    from asyncflow._kernel.engine import WorkflowEngine
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

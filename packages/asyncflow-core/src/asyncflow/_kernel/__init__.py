@@ -1,0 +1,1 @@
+"""The engine kernel: the engine, task records and futures, dependencies, submitters."""
