@@ -96,6 +96,14 @@ class DecoratorsMixin:
         """
         return self._decorate(EXECUTABLE, fn, options)
 
+    @overload
+    def prompt_task(self, fn: Callable[P, Awaitable[str]], /) -> Callable[P, TaskFuture[Any]]: ...
+    @overload
+    def prompt_task(self, fn: Callable[P, str], /) -> Callable[P, TaskFuture[Any]]: ...
+    @overload
+    def prompt_task(self, fn: None = None, /, **options: Any) -> Callable[
+        [Callable[P, Any]], Callable[P, TaskFuture[Any]]]: ...
+
     def prompt_task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Make ``fn`` a prompt task: its body returns the prompt (a non-empty string), and
         the task's result is the answer of the backend it is routed to, which must declare
