@@ -309,3 +309,23 @@ async def test_workflow_id_falls_back_to_context_var() -> None:
             future = flow.function_task(identity)(1)
         await future
     assert future.workflow_id == "scope-wf"
+
+
+async def test_a_journal_from_before_workflows_is_read_and_resumed(tmp_path: Path) -> None:
+    import sqlite3
+
+    from asyncflow.journal import FILENAME, read_run
+
+    async with WorkflowEngine.create(backend="noop", work_dir=tmp_path, journal=True) as flow:
+        await flow.function_task(identity)(1)
+    path = tmp_path / flow.uid / FILENAME
+    with sqlite3.connect(path) as conn:  # the schema an older asyncflow wrote
+        conn.execute("ALTER TABLE events DROP COLUMN workflow")
+    conn.close()
+    assert [t.workflow for t in read_run(path).tasks.values()] == [None]
+    again = await WorkflowEngine.create(backend="noop", work_dir=tmp_path, resume=flow.uid)
+    async with again, again.workflow_scope("second"):
+        await again.function_task(identity)(2)
+    resumed = read_run(path)
+    assert resumed.session == 2
+    assert [t.workflow for t in resumed.tasks.values()] == ["second"]
