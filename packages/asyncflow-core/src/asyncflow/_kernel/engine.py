@@ -117,7 +117,7 @@ class WorkflowEngine(DecoratorsMixin):
         # The workflow scope calls are in; this engine's own, so no scope leaks to another.
         self._workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar(
             f"asyncflow_workflow_{self.uid}", default=None)
-        # Function and executable tasks share the "task." uids, blocks have their own.
+        # Tasks of every kind share the "task." uids, blocks have their own.
         self._counters = {"task": 0, "block": 0}
         self._submitters: dict[ExecutionBackend, Submitter] = {}  # made when the engine starts
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
