@@ -93,6 +93,7 @@ async def test_without_a_completion_a_prompt_fails_saying_how_to_give_one() -> N
         with pytest.raises(CapabilityError) as raised:
             await ask()
         assert await other() == 1
+    assert isinstance(raised.value, NotImplementedError)  # what upstream's Local raised
     message = str(raised.value)
     assert "prompt task 'ask' (task.000001)" in message
     assert "ConcurrentExecutionBackend(prompt=" in message
@@ -155,3 +156,63 @@ async def test_a_slow_answer_times_out_and_a_running_one_can_be_cancelled() -> N
         with pytest.raises(asyncio.CancelledError):
             await future
     assert stopped == ["timed", "cancelled"]
+
+
+# -- upstream's names, on the radical.asyncflow alias -----------------------------------------
+
+
+async def test_local_backend_prompt_task_raises_not_implemented() -> None:
+    from radical.asyncflow import LocalExecutionBackend
+    from radical.asyncflow import WorkflowEngine as Engine
+
+    local = await LocalExecutionBackend()
+    async with Engine.create(backend=local) as flow:
+        @flow.prompt_task
+        async def ask(question: str) -> str:
+            return f"Q: {question}"
+
+        with pytest.raises(NotImplementedError, match="LocalExecutionBackend"):
+            await ask("test?")
+
+
+async def test_function_task_and_prompt_task_route_to_separate_backends() -> None:
+    from radical.asyncflow import NoopExecutionBackend
+    from radical.asyncflow import WorkflowEngine as Engine
+
+    compute = ConcurrentExecutionBackend()
+    async with Engine.create(backend=[compute, NoopExecutionBackend()]) as flow:
+        @flow.function_task(backend="concurrent")
+        async def preprocess(text: str) -> str:
+            return text.strip()
+
+        @flow.prompt_task(backend="noop")
+        async def summarize(text: str) -> str:
+            return f"Summarize: {text}"
+
+        cleaned = preprocess("  hello  ")
+        assert await summarize(cleaned) == "Dummy Prompt Output"
+        assert await cleaned == "hello"  # really run, on the compute backend
+
+
+async def test_mixed_routing_concurrent_pipelines() -> None:
+    from radical.asyncflow import WorkflowEngine as Engine
+
+    ai = ConcurrentExecutionBackend(prompt=answer_async)
+    async with Engine.create(backend=[ai, "noop"]) as flow:
+        @flow.function_task(backend="noop")
+        async def preprocess(text: str) -> str:
+            return text.strip()
+
+        @flow.prompt_task  # the default backend, which answers prompts
+        async def summarize(clean: str) -> str:
+            return f"Q: {clean}"
+
+        @flow.function_task
+        async def postprocess(summary: str) -> str:
+            return f"[result] {summary}"
+
+        async def pipeline(doc: str) -> str:
+            return await postprocess(summarize(preprocess(doc)))
+
+        results = await asyncio.gather(*(pipeline(f"doc-{i}") for i in range(16)))
+    assert results == ["[result] none says: Q: Dummy Output"] * 16

@@ -256,3 +256,69 @@ async def test_routed_task_resolves_on_correct_backend() -> None:
             return f"Q: {question}"
 
         assert await ask_ai("hello?") == "Dummy Prompt Output"
+
+
+async def test_prompt_task_end_to_end_dry_run() -> None:
+    async with radical.asyncflow.WorkflowEngine.create(dry_run=True) as flow:
+        @flow.prompt_task
+        async def summarize(text: str) -> str:
+            return f"Please summarize: {text}"
+
+        future = summarize("AsyncFlow is a workflow engine.")
+        assert await future == "Dummy Prompt Output"
+        assert future.state == TaskState.DONE
+
+
+async def test_prompt_task_in_dag(answering: Any) -> None:
+    flow, backend = answering  # a backend that runs bodies, so the order is observable
+
+    @flow.function_task
+    async def preprocess(raw: str) -> str:
+        return raw.strip().lower()
+
+    @flow.prompt_task
+    async def summarize(clean_text: str) -> str:
+        return f"Summarize: {clean_text}"
+
+    assert await summarize(preprocess("  Hello World  ")) == "[default] Summarize: hello world"
+    assert [spec.name for spec in backend.specs] == ["preprocess", "summarize"]
+
+
+async def test_prompt_task_concurrent_workflows() -> None:
+    async with radical.asyncflow.WorkflowEngine.create(dry_run=True) as flow:
+        @flow.function_task
+        async def preprocess(text: str) -> str:
+            return text.strip()
+
+        @flow.prompt_task
+        async def summarize(text: str) -> str:
+            return f"Summarize: {text}"
+
+        @flow.function_task
+        async def postprocess(summary: str) -> str:
+            return f"[done] {summary}"
+
+        async def pipeline(doc: str) -> tuple[Any, Any]:
+            summary = summarize(preprocess(doc))
+            return await summary, await postprocess(summary)
+
+        results = await asyncio.gather(*(pipeline(f"Document {i}") for i in range(8)))
+    # noop runs no body: functions give "Dummy Output", prompts "Dummy Prompt Output"
+    assert results == [("Dummy Prompt Output", "Dummy Output")] * 8
+
+
+async def test_default_backend_handles_unrouted_tasks() -> None:
+    loop = LoopBackend()
+    async with radical.asyncflow.WorkflowEngine.create(backend=[loop, "noop"]) as flow:
+        @flow.function_task
+        async def unrouted() -> str:
+            return "unrouted result"
+
+        @flow.prompt_task  # unrouted too, so the default backend's capabilities decide
+        def ask() -> str:
+            return "Who answers?"
+
+        assert await unrouted() == "unrouted result"
+        with pytest.raises(CapabilityError, match="backend 'loop'"):
+            await ask()
+    assert [spec.name for spec in loop.specs] == ["unrouted"]

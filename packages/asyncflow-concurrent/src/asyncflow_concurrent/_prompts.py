@@ -11,6 +11,13 @@ from typing import Any
 from asyncflow.backend import TaskSpec
 from asyncflow.errors import CapabilityError
 
+
+class NoCompletionError(CapabilityError, NotImplementedError):
+    """A prompt task reached a backend that was given no completion function. Also a
+    ``NotImplementedError``, which RADICAL AsyncFlow's ``LocalExecutionBackend`` raised for
+    every prompt, so ported code that catches it still does."""
+
+
 Completion = Callable[[str, Mapping[str, Any]], Any]
 """``(prompt, description) -> answer``: ``async def`` or plain ``def`` (which runs in a
 thread, never on the event loop), the answer or an awaitable of it."""
@@ -38,10 +45,11 @@ def resolve(owner: str, completion: Completion | str | None) -> Completion | Non
 def answer(owner: str, completion: Completion | None, spec: TaskSpec) -> Awaitable[Any]:
     """What answers ``spec``'s prompt: a coroutine to await on the engine's loop."""
     if completion is None:
-        raise CapabilityError(
-            f"prompt task {spec.name!r} ({spec.uid}): {owner} has no completion function; "
-            "pass ConcurrentExecutionBackend(prompt=complete), or set prompt = "
-            "'package.module:complete' under [backends.concurrent] in the configuration")
+        raise NoCompletionError(
+            f"prompt task {spec.name!r} ({spec.uid}): {owner} (LocalExecutionBackend) has no "
+            "completion function to answer it; pass ConcurrentExecutionBackend(prompt="
+            "complete), or set prompt = 'package.module:complete' under [backends.concurrent] "
+            "in the configuration")
     prompt = spec.prompt or ""
     if _is_async(completion):
         return completion(prompt, spec.description)  # type: ignore[no-any-return]

@@ -83,7 +83,9 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             ``async def`` (awaited on the engine's loop) or plain ``def`` (run in a thread),
             or its name ``"package.module:function"`` (for configuration files).
             ``description`` is the task's merged ``task_description``. Without it, a prompt
-            task fails with :class:`~asyncflow.CapabilityError` saying how to give one.
+            task fails with :class:`~asyncflow.CapabilityError` (a ``NotImplementedError``
+            too, as RADICAL AsyncFlow's ``LocalExecutionBackend`` raised) saying how to give
+            one.
 
     Cancelling or timing out a task stops its body, except a plain ``def`` body running in
     a thread: threads cannot be interrupted, so such a task is settled at once (cancelled, or
