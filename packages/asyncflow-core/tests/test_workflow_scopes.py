@@ -230,6 +230,34 @@ async def test_the_report_groups_by_workflow(tmp_path: Path) -> None:
     assert re.search(r'<td class="l">beta</td><td>1</td><td>1</td>', workflows)
 
 
+async def test_the_report_shows_a_scope_inside_a_block(tmp_path: Path) -> None:
+    from asyncflow.journal import read_run
+    from asyncflow.report import layout
+
+    async with WorkflowEngine.create(backend="noop", work_dir=tmp_path, journal=True) as flow:
+        task = flow.function_task(identity)
+
+        @flow.block
+        async def stage() -> None:
+            await task(1)
+            async with flow.workflow_scope("checks"):
+                await task(2)
+
+        await stage()
+    rows = layout(read_run(tmp_path / flow.uid)).rows
+    assert [(row.label, row.depth) for row in rows if row.label] == [
+        ("stage · block.000001", 0), ("noop", 1), ("checks · noop", 1)]
+    (checked,) = [bar for row in rows for bar in row.bars if bar.task.workflow == "checks"]
+    assert checked.tooltip.splitlines()[-2:] == ["in block block.000001", "in workflow checks"]
+
+
+async def test_a_scope_is_left_on_an_exception_too(noop_flow: WorkflowEngine) -> None:
+    with pytest.raises(KeyError):
+        async with noop_flow.workflow_scope("failing"):
+            raise KeyError("inside")
+    assert noop_flow.function_task(identity)(1).workflow_id is None
+
+
 async def test_the_graph_draws_scopes_as_subgraphs() -> None:
     async with WorkflowEngine.create(dry_run=True, graph=True) as flow:
         task = flow.function_task(identity)
