@@ -45,3 +45,24 @@ def test_blocks_with_dependency(tmp_path: Path) -> None:
     assert re.findall(r"WF\d (?:started|completed)", out[max(a, b):c]) == [
         "WF1 started", "WF1 completed", "WF2 started", "WF2 completed", "WF3 started",
         "WF3 completed"], "block C's workflows run after blocks A and B, one at a time"
+
+
+def test_prompt_tasks(tmp_path: Path) -> None:
+    out = run("prompt_tasks.py", tmp_path)
+    assert out.splitlines() == [f"[summarizer] noted: At T={t} the energy is {e}."
+                                for t, e in ((2.0, 0.0), (4.0, 3.0), (8.0, 9.0))]
+
+
+def test_workflow_scopes(tmp_path: Path) -> None:
+    out = run("workflow_scopes.py", tmp_path)
+    for name in ("alpha", "beta"):
+        assert re.search(rf"^{name}: 2 results, refined 2; tasks carry '{name}', the block "
+                         r"'(block\.\d{6})' too, and the block's tasks carry '\1'$", out, re.M)
+        assert f'subgraph wf_top_{name}["workflow {name}"]' in out
+    assert "audit-0 ran in workflow 'audit'" in out
+    from asyncflow.journal import read_run
+
+    (run_dir,) = tmp_path.glob("asyncflow.session.*")
+    workflows = [t.workflow for t in read_run(run_dir).tasks.values()]
+    assert workflows.count("alpha") == workflows.count("beta") == 4  # 3 tasks and the block
+    assert workflows.count("audit") == 1

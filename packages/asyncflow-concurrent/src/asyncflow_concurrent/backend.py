@@ -10,6 +10,9 @@ none (the default)            coroutines on the engine's event loop       a thre
                               persistent event loop
 ============================  ==========================================  ======================
 
+Prompt tasks are answered by the completion function given as ``prompt=``, on the engine's
+loop when it is ``async def``, in a thread otherwise, in every mode.
+
 Executable tasks run as child processes of this process in every mode, driven from the
 engine's loop by :func:`asyncflow.executables.run` (their own process group, killed on cancel
 and timeout).
@@ -46,7 +49,9 @@ from asyncflow.backend import (
     TaskUpdate,
 )
 from asyncflow.errors import TaskTimeoutError
+from asyncflow_concurrent import _prompts
 from asyncflow_concurrent._job import Job, Runner
+from asyncflow_concurrent._prompts import Completion
 
 if TYPE_CHECKING:
     from asyncflow_concurrent._threads import ThreadRunner
@@ -74,6 +79,13 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             configuration files). The backend shuts the executor down with itself.
         max_workers: Size of the pool the backend creates (the thread pool for plain bodies
             when ``executor`` is ``None``); not allowed with an executor instance.
+        prompt: What answers prompt tasks: a function ``(prompt, description) -> answer``,
+            ``async def`` (awaited on the engine's loop) or plain ``def`` (run in a thread),
+            or its name ``"package.module:function"`` (for configuration files).
+            ``description`` is the task's merged ``task_description``. Without it, a prompt
+            task fails with :class:`~asyncflow.CapabilityError` (a ``NotImplementedError``
+            too, as RADICAL AsyncFlow's ``LocalExecutionBackend`` raised) saying how to give
+            one.
 
     Cancelling or timing out a task stops its body, except a plain ``def`` body running in
     a thread: threads cannot be interrupted, so such a task is settled at once (cancelled, or
@@ -87,11 +99,13 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         cancel_running=True,  # except plain def bodies in threads: see the class docstring
         capture_stdio=True,
         timeouts=True,  # same exception
+        prompt_tasks=True,  # through the prompt= completion function
     )
 
     def __init__(self, executor: Executor | Literal["threads", "processes"] | None = None, *,
-                 max_workers: int | None = None) -> None:
+                 max_workers: int | None = None, prompt: Completion | str | None = None) -> None:
         super().__init__()
+        self._prompt = _prompts.resolve(type(self).__name__, prompt)
         if isinstance(executor, str):
             if executor not in ("threads", "processes"):
                 raise ValueError(f"{type(self).__name__}: executor={executor!r} is not one of "
@@ -291,6 +305,10 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         if spec.kind is TaskKind.EXECUTABLE:
             job.begin(arm_deadline=False)  # run() enforces spec.timeout and kills the group
             return await executables.run(spec)
+        if spec.kind is TaskKind.PROMPT:
+            answer = _prompts.answer(type(self).__name__, self._prompt, spec)
+            job.begin()
+            return await answer
         assert spec.function is not None
         if spec.is_coroutine and self.mode == "loop":
             body = spec.function(*spec.args, **spec.kwargs)

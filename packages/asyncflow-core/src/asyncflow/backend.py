@@ -73,6 +73,7 @@ class TaskKind(enum.StrEnum):
 
     FUNCTION = "function"  #: call ``spec.function(*spec.args, **spec.kwargs)``
     EXECUTABLE = "executable"  #: run ``spec.command``; the result is its stdout
+    PROMPT = "prompt"  #: answer ``spec.prompt`` (a model's completion); the result is the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,9 @@ class Capabilities:
     """Honours per-task resources in ``spec.description`` (ranks, cores, gpus, ...)."""
     remote_workers: bool = False
     """Runs tasks outside this process's machine; arguments and results are serialized."""
+    prompt_tasks: bool = False
+    """Answers prompts (``TaskKind.PROMPT``): sends ``spec.prompt`` with ``spec.description``
+    to a language model, or whatever completes text, and reports the answer as the value."""
 
     def missing(self, **needed: bool) -> list[str]:
         """Names among ``needed`` that are requested (``True``) but not provided."""
@@ -146,6 +150,8 @@ class _TaskSpecFields(NamedTuple):
     """``InputFile`` objects found in the arguments (for backends that stage files)."""
     output_files: tuple[Any, ...]
     """``OutputFile`` objects found in the arguments."""
+    prompt: str | None
+    """For prompt tasks: the text the body returned, to be answered."""
 
 
 class TaskSpec(_TaskSpecFields):
@@ -155,7 +161,7 @@ class TaskSpec(_TaskSpecFields):
     back through :meth:`ExecutionBackend.report`. Build it with keywords after ``kind``.
 
     A named tuple rather than a frozen dataclass: the engine builds one per task attempt, and
-    a frozen dataclass sets its 18 fields one ``object.__setattr__`` call at a time.
+    a frozen dataclass sets its 19 fields one ``object.__setattr__`` call at a time.
     """
 
     __slots__ = ()
@@ -168,12 +174,13 @@ class TaskSpec(_TaskSpecFields):
                 env: Mapping[str, str] | None = None, cwd: str | None = None,
                 stdout: Path | None = None, stderr: Path | None = None,
                 timeout: float | None = None, attempt: int = 1, is_coroutine: bool = False,
-                input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = ()) -> Self:
+                input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = (),
+                prompt: str | None = None) -> Self:
         # ``kwargs`` and ``description`` default to a new empty dict each
         return _new_tuple(cls, (
             uid, name, kind, function, args, {} if kwargs is None else kwargs, command, shell,
             {} if description is None else description, env, cwd, stdout, stderr, timeout,
-            attempt, is_coroutine, input_files, output_files))
+            attempt, is_coroutine, input_files, output_files, prompt))
 
     __setattr__ = _frozen
     __delattr__ = _frozen
@@ -187,7 +194,7 @@ def _function_spec(uid: str, name: str, function: Callable[..., Any], args: tupl
     ``TaskSpec()``'s keywords and defaults cost more than the rest of it."""
     return _new_tuple(TaskSpec, (
         uid, name, TaskKind.FUNCTION, function, args, kwargs, None, False, description, None,
-        None, None, None, timeout, attempt, is_coroutine, input_files, output_files))
+        None, None, None, timeout, attempt, is_coroutine, input_files, output_files, None))
 
 
 class TaskUpdate(NamedTuple):

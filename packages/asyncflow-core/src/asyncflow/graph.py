@@ -14,12 +14,14 @@ only for engines created with ``graph=True`` (or a ``dag`` file in the configura
 from __future__ import annotations
 
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asyncflow._kernel.task import BLOCK, EXECUTABLE
+from asyncflow._kernel.task import BLOCK, EXECUTABLE, PROMPT
 from asyncflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -34,19 +36,22 @@ log = logging.getLogger("asyncflow.graph")
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A task or block: ``uid``, function ``name``, ``kind`` and its enclosing ``block``."""
+    """A task or block: ``uid``, function ``name``, ``kind``, its enclosing ``block``, its
+    ``backend`` and its ``workflow`` scope."""
 
     uid: str
     name: str
     kind: str
     block: str | None
     backend: str | None
+    workflow: str | None = None
 
 
 @dataclass
 class TaskGraph:
     """Tasks and blocks (:attr:`nodes`, in creation order) and dependencies (:attr:`edges`,
-    ``(upstream uid, downstream uid)``). A block's members are drawn inside it.
+    ``(upstream uid, downstream uid)``). A block's members are drawn inside it, and the
+    tasks and blocks of a workflow scope inside a box of their own.
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -58,7 +63,8 @@ class TaskGraph:
             default_backend: str | None = None) -> None:
         """Record a created task and the futures it waits for."""
         backend = None if task.kind == BLOCK else task.options.backend or default_backend
-        self.nodes[task.uid] = Node(task.uid, task.name, task.kind, task.block, backend)
+        self.nodes[task.uid] = Node(task.uid, task.name, task.kind, task.block, backend,
+                                    task.workflow_id)
         seen: set[str] = set()
         for dep in dependencies:
             if dep.uid not in seen:
@@ -69,11 +75,23 @@ class TaskGraph:
         """The nodes directly inside ``block`` (``None``: the top level)."""
         return [n for n in self.nodes.values() if n.block == block]
 
+    def scopes(self, block: str | None) -> tuple[list[Node], dict[str, list[Node]]]:
+        """The nodes directly inside ``block``: those in no scope of their own (the block's
+        is its own), and those of each workflow scope opened there, by scope id."""
+        loose: list[Node] = []
+        scoped: dict[str, list[Node]] = defaultdict(list)
+        for node in self.children(block):
+            if node.workflow is None or node.workflow == block:
+                loose.append(node)
+            else:
+                scoped[node.workflow].append(node)
+        return loose, scoped
+
     # -- Mermaid ---------------------------------------------------------------------------
 
     def to_mermaid(self, direction: str = "TD") -> str:
-        """A Mermaid ``flowchart``: blocks are subgraphs, executables are rounded, every
-        node is labelled with its function's name and uid.
+        """A Mermaid ``flowchart``: blocks and workflow scopes are subgraphs, executables are
+        rounded, prompts hexagons, every node is labelled with its function's name and uid.
         """
         lines = [f"flowchart {direction}"]
         lines += self._mermaid_level(None, "    ")
@@ -82,7 +100,16 @@ class TaskGraph:
         return "\n".join(lines) + "\n"
 
     def _mermaid_level(self, block: str | None, indent: str) -> Iterator[str]:
-        for node in self.children(block):
+        loose, scoped = self.scopes(block)
+        for workflow, nodes in scoped.items():
+            title = f"workflow {workflow}".replace('"', "#quot;")
+            yield f'{indent}subgraph {_scope_ident(block, workflow)}["{title}"]'
+            yield from self._mermaid_nodes(nodes, indent + "    ")
+            yield f"{indent}end"
+        yield from self._mermaid_nodes(loose, indent)
+
+    def _mermaid_nodes(self, nodes: list[Node], indent: str) -> Iterator[str]:
+        for node in nodes:
             if node.kind == BLOCK:
                 title = f"{node.name} · {node.uid}".replace('"', "#quot;")  # one line fits
                 yield f'{indent}subgraph {_ident(node.uid)}["{title}"]'
@@ -90,6 +117,8 @@ class TaskGraph:
                 yield f"{indent}end"
             elif node.kind == EXECUTABLE:
                 yield f'{indent}{_ident(node.uid)}("{_label(node)}")'
+            elif node.kind == PROMPT:
+                yield f'{indent}{_ident(node.uid)}{{{{"{_label(node)}"}}}}'
             else:
                 yield f'{indent}{_ident(node.uid)}["{_label(node)}"]'
 
@@ -110,7 +139,17 @@ class TaskGraph:
         return "\n".join(lines) + "\n"
 
     def _dot_level(self, block: str | None, indent: str) -> Iterator[str]:
-        for node in self.children(block):
+        loose, scoped = self.scopes(block)
+        for workflow, nodes in scoped.items():
+            yield f"{indent}subgraph cluster_{_scope_ident(block, workflow)} {{"
+            yield (f'{indent}    label="workflow {_dot_text(workflow)}"; style="dashed"; '
+                   'color="#7b8794";')
+            yield from self._dot_nodes(nodes, indent + "    ")
+            yield f"{indent}}}"
+        yield from self._dot_nodes(loose, indent)
+
+    def _dot_nodes(self, nodes: list[Node], indent: str) -> Iterator[str]:
+        for node in nodes:
             if node.kind == BLOCK:
                 yield f"{indent}subgraph cluster_{_ident(node.uid)} {{"
                 yield f'{indent}    label="{_dot_label(node)}"; style="rounded";'
@@ -120,7 +159,7 @@ class TaskGraph:
                 yield from self._dot_level(node.uid, indent + "    ")
                 yield f"{indent}}}"
             else:
-                shape = ', shape=cds' if node.kind == EXECUTABLE else ""
+                shape = _DOT_SHAPES.get(node.kind, "")
                 yield f'{indent}{_ident(node.uid)} [label="{_dot_label(node)}"{shape}];'
 
     def write(self, path: str | Path) -> Path:
@@ -140,8 +179,16 @@ class TaskGraph:
         return path
 
 
+_DOT_SHAPES = {EXECUTABLE: ", shape=cds", PROMPT: ", shape=note"}
+
+
 def _ident(uid: str) -> str:
     return uid.replace(".", "_")
+
+
+def _scope_ident(block: str | None, workflow: str) -> str:
+    """A subgraph id for a scope: unique per enclosing block, whatever the scope's name."""
+    return f"wf_{_ident(block or 'top')}_{re.sub(r'[^A-Za-z0-9_]', '_', workflow)}"
 
 
 def _label(node: Node) -> str:

@@ -80,7 +80,8 @@ def asyncflow_task_created(
     once, for a task whose dependency already failed).
 
     :param engine: the engine the task belongs to.
-    :param task: the task's record (``uid``, ``name``, ``kind``, ``block``, ``options``...).
+    :param task: the task's record (``uid``, ``name``, ``kind``, ``block``,
+        ``workflow_id``, ``options``...).
     :param dependencies: the futures found in its arguments (repeats included), each with
         ``uid`` and ``name``.
     """

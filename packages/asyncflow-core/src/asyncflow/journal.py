@@ -9,9 +9,9 @@ instead of reading the whole history.
 
 Tables (see ``SCHEMA``): ``sessions`` (each start of the run; a resumed run adds one),
 ``events`` (one row per state change: PENDING when a task is created and again before each
-retry, RUNNING, DONE, FAILED, CANCELLED, with the time, attempt, backend, block, exit code and
-error), ``dependencies`` (which task waits for which) and ``results`` (pickled results by
-key, kept when the run may be resumed).
+retry, RUNNING, DONE, FAILED, CANCELLED, with the time, attempt, backend, block, workflow,
+exit code and error), ``dependencies`` (which task waits for which) and ``results`` (pickled
+results by key, kept when the run may be resumed).
 
 Writing stays off the event loop: observers append rows to a list, the list is handed once per
 loop iteration to a writer thread, and that thread commits each batch in one transaction.
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS events (
     uid        TEXT NOT NULL,      -- task.000001, block.000001 (unique within a session)
     name       TEXT,               -- the function's name
     function   TEXT,               -- module:qualname of the function
-    kind       TEXT,               -- function, executable or block
+    kind       TEXT,               -- function, executable, prompt or block
     block      TEXT,               -- uid of the enclosing block
     backend    TEXT,
     state      TEXT NOT NULL,      -- PENDING, RUNNING, DONE, FAILED, CANCELLED
@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS events (
     error_type TEXT,               -- FAILED, or PENDING again after a failed attempt
     error      TEXT,
     resumed    INTEGER,            -- 1: DONE with the result of an earlier session
-    cache_key  TEXT
+    cache_key  TEXT,
+    workflow   TEXT                -- its workflow scope: workflow_scope(), a block's uid...
 );
 CREATE INDEX IF NOT EXISTS events_by_task ON events (session, uid);
 CREATE TABLE IF NOT EXISTS dependencies (
@@ -95,6 +96,9 @@ CREATE TABLE IF NOT EXISTS results (
 );
 """
 
+_EVENT_COLUMNS = 16
+# Columns added after the first journals were written: (name, type), appended in this order.
+_ADDED_COLUMNS = (("workflow", "TEXT"),)
 _ERROR_CHARS = 2000  # an error message longer than this is cut: the journal is not a log
 
 
@@ -128,6 +132,7 @@ class Journal:
         try:
             with conn:
                 conn.executescript(SCHEMA)
+                _add_columns(conn)
                 row = conn.execute(
                     "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
@@ -178,7 +183,7 @@ class Journal:
             self.session, time.time(), task.uid, task.name,
             f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', task.name)}",
             task.kind, task.block, task.backend, state.value, task.attempt, exit_code,
-            error_type, error, int(task.resumed), task.cache_key,
+            error_type, error, int(task.resumed), task.cache_key, task.workflow_id,
         ))
         if not self._handoff_scheduled:
             self._handoff_scheduled = True
@@ -257,7 +262,8 @@ class Journal:
                                          "session = ?", (*payload, self.session))
                         else:
                             events, dependencies, results = payload
-                            conn.executemany(f"INSERT INTO events VALUES ({_marks(15)})", events)
+                            conn.executemany(
+                                f"INSERT INTO events VALUES ({_marks(_EVENT_COLUMNS)})", events)
                             conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?)",
                                              dependencies)
                             conn.executemany(f"INSERT OR REPLACE INTO results VALUES "
@@ -268,6 +274,15 @@ class Journal:
                     return
         finally:
             conn.close()
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring the events table of a journal an older version wrote (a run being resumed) up
+    to this version's columns."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
 
 
 def _marks(n: int) -> str:
@@ -366,6 +381,8 @@ class TaskRun:
     kind: str
     function: str
     block: str | None = None
+    workflow: str | None = None
+    """The workflow scope it was called in (a block's members: the block's uid)."""
     backend: str | None = None
     state: str = TaskState.PENDING.value
     created: float | None = None
@@ -427,8 +444,9 @@ def read_run(run_dir: str | Path, session: int | None = None) -> Run:
         if chosen not in {s["session"] for s in sessions}:
             raise ValueError(f"{path} has sessions {[s['session'] for s in sessions]}, not "
                              f"{chosen}")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
         tasks = _fold(conn.execute("SELECT * FROM events WHERE session = ? ORDER BY rowid",
-                                   (chosen,)))
+                                   (chosen,)), has_workflow="workflow" in columns)
         for uid, dependency in conn.execute(
                 "SELECT uid, dependency FROM dependencies WHERE session = ?", (chosen,)):
             if uid in tasks:
@@ -439,13 +457,15 @@ def read_run(run_dir: str | Path, session: int | None = None) -> Run:
     return Run(path, uid, chosen, sessions, tasks)
 
 
-def _fold(events: Iterable[sqlite3.Row]) -> dict[str, TaskRun]:
+def _fold(events: Iterable[sqlite3.Row], has_workflow: bool = True) -> dict[str, TaskRun]:
     tasks: dict[str, TaskRun] = {}
     for e in events:
         task = tasks.get(e["uid"])
         if task is None:
+            workflow = e["workflow"] if has_workflow else None  # older journals have none
             task = tasks[e["uid"]] = TaskRun(e["uid"], e["name"], e["kind"], e["function"],
-                                             block=e["block"], created=e["time"])
+                                             block=e["block"], workflow=workflow,
+                                             created=e["time"])
         state = e["state"]
         task.state = state
         task.attempts = max(task.attempts, e["attempt"] or 1)

@@ -1,9 +1,10 @@
 """``asyncflow report RUN_DIR``: a run's journal as one self-contained HTML page.
 
 The page works offline (no script, no font, no stylesheet fetched from anywhere): a timeline
-of every task and block drawn as inline SVG, grouped by block and backend and colored by
-outcome, with a tooltip per bar; then the summary tables: counts by backend and state,
-durations per task function, and the failures with their errors. ``--png`` draws the same
+of every task and block drawn as inline SVG, grouped by block, workflow scope and backend and
+colored by outcome, with a tooltip per bar; then the summary tables: counts by backend and
+state, the workflows (scopes and blocks) with their counts and spans, durations per task
+function, and the failures with their errors. ``--png`` draws the same
 timeline with matplotlib (``pip install 'asyncflow-core[report]'``).
 
 Reading the journal and laying the timeline out (:func:`layout`) is separate from drawing it,
@@ -59,6 +60,8 @@ class Bar:
                  f" (waited {_duration(self.start - self.created)})"]
         if t.block:
             lines.append(f"in block {t.block}")
+        if t.workflow and t.workflow != t.block:
+            lines.append(f"in workflow {t.workflow}")
         if t.attempts > 1:
             lines.append(f"{t.attempts} attempts")
         if t.error_type:
@@ -91,9 +94,9 @@ class Timeline:
 def layout(run: Run) -> Timeline:
     """Group the run's tasks and pack each group's bars into as few lanes as fit.
 
-    Tasks outside any block are grouped by backend; each block gets a header row with its
-    own bar, then lanes of its direct member tasks by backend; nested blocks follow their
-    parent, indented.
+    Tasks outside any block are grouped by workflow scope and backend; each block gets a
+    header row with its own bar, then lanes of its direct member tasks by scope (when one
+    was opened inside the block) and backend; nested blocks follow their parent, indented.
     """
     tasks = list(run.tasks.values())
     times = [t for task in tasks for t in (task.created, task.started, task.finished)
@@ -107,13 +110,14 @@ def layout(run: Run) -> Timeline:
 
     rows: list[Row] = []
     top = [t for t in children[None] if t.kind != "block"]
-    rows += _lanes(top, bars, "workflow", depth=0)
+    rows += _lanes(top, bars, None, depth=0)
 
     def add_block(block: TaskRun, depth: int) -> None:
         rows.append(Row(f"{block.name} · {block.uid}", [bars[block.uid]], header=True,
                         depth=depth))
         members = children[block.uid]
-        rows.extend(_lanes([t for t in members if t.kind != "block"], bars, None, depth + 1))
+        rows.extend(_lanes([t for t in members if t.kind != "block"], bars, block.uid,
+                           depth + 1))
         for inner in members:
             if inner.kind == "block":
                 add_block(inner, depth + 1)
@@ -136,14 +140,17 @@ def _bar(task: TaskRun, origin: float, span: float) -> Bar:
     return Bar(task, start, max(end, start), created, outcome, retries)
 
 
-def _lanes(tasks: list[TaskRun], bars: dict[str, Bar], title: str | None,
+def _lanes(tasks: list[TaskRun], bars: dict[str, Bar], block: str | None,
            depth: int) -> list[Row]:
-    """Lanes per backend: each bar goes into the first lane that is free when it starts."""
-    by_backend: dict[str, list[Bar]] = defaultdict(list)
+    """Lanes per workflow scope and backend: each bar goes into the first lane of its group
+    that is free when it starts. Inside ``block``, its own scope goes untitled."""
+    groups: dict[tuple[str | None, str], list[Bar]] = defaultdict(list)
     for task in tasks:
-        by_backend[task.backend or "not submitted"].append(bars[task.uid])
+        scope = task.workflow if task.workflow != block else None
+        groups[scope, task.backend or "not submitted"].append(bars[task.uid])
     rows: list[Row] = []
-    for backend, group in by_backend.items():
+    for (scope, backend), group in groups.items():
+        title = scope if scope is not None else "workflow" if block is None else None
         lanes: list[list[Bar]] = []
         ends: list[float] = []
         for bar in sorted(group, key=lambda b: (b.start, b.end)):
@@ -305,6 +312,7 @@ def write_html(run: Run, path: Path) -> Path:
         "heading their group.</p>",
         f'<div class="scroll">{svg(timeline)}</div>',
         "<h2>Tasks by backend and state</h2>", _counts_table(run),
+        "<h2>Workflows</h2>", _workflows_table(run),
         "<h2>Durations by task</h2>", _durations_table(run),
         "<h2>Failures</h2>", _failures(run),
         f'<p class="meta">Written by asyncflow report from {html.escape(str(run.path))} on '
@@ -376,6 +384,30 @@ def _counts_table(run: Run) -> str:
         rows.append([html.escape(key), str(sum(states.values())),
                      *(str(states.get(s, 0)) for s in _STATES), str(resumed[key])])
     return _table(["backend", "total", *(s.lower() for s in _STATES), "resumed"], rows)
+
+
+def _workflows_table(run: Run) -> str:
+    """One row per workflow scope and block: its tasks by state, and when it ran."""
+    members: dict[str, list[TaskRun]] = defaultdict(list)
+    for task in run.tasks.values():
+        if task.workflow is not None:
+            members[task.workflow].append(task)
+    if not members:
+        return "<p>No task was called in a workflow scope or a block.</p>"
+    rows = []
+    for workflow, tasks in members.items():
+        block = run.tasks.get(workflow)
+        label = f"{block.name} · {workflow} (block)" if block is not None \
+            and block.kind == "block" else workflow
+        states = Counter(t.state for t in tasks)
+        starts = [s for t in tasks if (s := t.started or t.created) is not None]
+        ends = [t.finished for t in tasks if t.finished is not None]
+        span = max(ends) - min(starts) if starts and ends else None
+        rows.append([html.escape(label), str(len(tasks)),
+                     *(str(states.get(s, 0)) for s in _STATES[:3]),
+                     str(sum(t.state not in _STATES[:3] for t in tasks)), _duration(span)])
+    return _table(["workflow", "tasks and blocks", "done", "failed", "cancelled",
+                   "unfinished", "span"], rows)
 
 
 def _durations_table(run: Run) -> str:

@@ -1,4 +1,5 @@
-"""The engine's decorators: ``function_task``, ``executable_task`` and ``block``.
+"""The engine's decorators: ``function_task``, ``executable_task``, ``prompt_task`` and
+``block``.
 
 Each is usable bare (``@flow.function_task``) or with options
 (``@flow.function_task(backend="dask", retries=2)``). Everything that can be checked is
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from asyncflow._kernel.task import BLOCK, EXECUTABLE, FUNCTION, TaskFuture, TaskOptions
+from asyncflow._kernel.task import BLOCK, EXECUTABLE, FUNCTION, PROMPT, TaskFuture, TaskOptions
 from asyncflow.retries import RetryPolicy
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ class Task:
         options = self._options
         if "task_description" in kwargs:
             options = self._merge(kwargs.pop("task_description"))
+        workflow_id = None
+        if "workflow_id" in kwargs:  # like task_description, for the engine, not the body
+            workflow_id = _workflow_id(kwargs.pop("workflow_id"), self.__name__)
         return self._engine._register(self._kind, self._fn, self.__name__, options, args,
-                                      kwargs)
+                                      kwargs, workflow_id)
 
     def _merge(self, description: Any) -> TaskOptions:
         if not isinstance(description, dict):
@@ -92,6 +96,25 @@ class DecoratorsMixin:
         """
         return self._decorate(EXECUTABLE, fn, options)
 
+    @overload
+    def prompt_task(self, fn: Callable[P, Awaitable[str]], /) -> Callable[P, TaskFuture[Any]]: ...
+    @overload
+    def prompt_task(self, fn: Callable[P, str], /) -> Callable[P, TaskFuture[Any]]: ...
+    @overload
+    def prompt_task(self, fn: None = None, /, **options: Any) -> Callable[
+        [Callable[P, Any]], Callable[P, TaskFuture[Any]]]: ...
+
+    def prompt_task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Make ``fn`` a prompt task: its body returns the prompt (a non-empty string), and
+        the task's result is the answer of the backend it is routed to, which must declare
+        the ``prompt_tasks`` capability. The body runs on the engine's event loop once the
+        task's dependencies resolved, so a prompt can quote upstream results.
+
+        ``task_description`` reaches the backend's completion function with the prompt (the
+        model, the temperature...). Options as for :meth:`function_task`.
+        """
+        return self._decorate(PROMPT, fn, options)
+
     def block(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Make ``fn`` (an ``async def``) a block: a composite workflow that runs on the
         engine's event loop, can depend on and be depended on by tasks and other blocks, and
@@ -124,7 +147,8 @@ class DecoratorsMixin:
         return Task(self, kind, fn, options)  # type: ignore[arg-type]
 
 
-_DECORATOR = {FUNCTION: "function_task", EXECUTABLE: "executable_task", BLOCK: "block"}
+_DECORATOR = {FUNCTION: "function_task", EXECUTABLE: "executable_task", PROMPT: "prompt_task",
+              BLOCK: "block"}
 _ALLOWED = {"backend", "retries", "retry_backoff", "retry_jitter", "retry_on", "timeout",
             "capture_stdio", "task_description", "cache_key"}
 
@@ -150,6 +174,14 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     return TaskOptions(backend=backend, timeout=timeout,
                        capture_stdio=bool(options.get("capture_stdio", False)),
                        description=description, retry=retry, cache_key=cache_key)
+
+
+def _workflow_id(value: Any, name: str) -> str | None:
+    """A call's ``workflow_id=``: a non-empty string, or ``None`` for the current scope's."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise TypeError(f"task {name!r}: workflow_id= must be a non-empty string (or None), not "
+                    f"{value!r}")
 
 
 def _retry_policy(options: dict[str, Any]) -> RetryPolicy | None:

@@ -33,10 +33,12 @@ from asyncflow._kernel.task import (
     EXECUTABLE,
     FUNCTION,
     NEXT_STATES,
+    PROMPT,
     TaskFuture,
     TaskOptions,
     TaskRecord,
 )
+from asyncflow._kernel.workflows import WorkflowScope, new_workflow_id
 from asyncflow.backend import (
     ExecutionBackend,
     TaskKind,
@@ -66,6 +68,7 @@ log = logging.getLogger("asyncflow.engine")
 _current_block: contextvars.ContextVar[TaskRecord | None] = contextvars.ContextVar(
     "asyncflow_block", default=None)
 
+_KINDS = {FUNCTION: TaskKind.FUNCTION, EXECUTABLE: TaskKind.EXECUTABLE, PROMPT: TaskKind.PROMPT}
 _SPEC_KEYS = ("shell", "cwd", "env")  # task_description keys the engine turns into TaskSpec fields
 
 
@@ -113,7 +116,10 @@ class WorkflowEngine(DecoratorsMixin):
         self.default_backend = next(iter(self.backends))
         self.backend = self.backends[self.default_backend]
         self._records: dict[str, TaskRecord] = {}  # every task and block not finished yet
-        # Function and executable tasks share the "task." uids, blocks have their own.
+        # The workflow scope calls are in; this engine's own, so no scope leaks to another.
+        self._workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            f"asyncflow_workflow_{self.uid}", default=None)
+        # Tasks of every kind share the "task." uids, blocks have their own.
         self._counters = {"task": 0, "block": 0}
         self._submitters: dict[ExecutionBackend, Submitter] = {}  # made when the engine starts
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
@@ -270,10 +276,29 @@ class WorkflowEngine(DecoratorsMixin):
         counts = "".join(f" {k.lower()}={v}" for k, v in sorted(self.counts().items()))
         return f"<WorkflowEngine {self.uid} {state} backends={list(self.backends)}{counts}>"
 
+    # -- workflow scopes -------------------------------------------------------------------
+
+    def workflow_scope(self, workflow_id: str | None = None) -> WorkflowScope:
+        """A scope for ``async with flow.workflow_scope("name") as wid:`` (or ``with``):
+        every task and block called inside it, in this task and in the tasks it starts
+        (``asyncio.gather``, ``create_task``), carries ``wid`` as its ``workflow_id``.
+
+        ``None`` makes a new id, ``wf-`` and 8 hex digits. Scopes nest (the innermost
+        wins); a block's body is a scope of its own, named by the block's uid; a call's
+        ``workflow_id=`` keyword overrides the scope for that call.
+        """
+        if workflow_id is None:
+            workflow_id = new_workflow_id()
+        elif not isinstance(workflow_id, str) or not workflow_id:
+            raise TypeError(f"workflow_scope() takes a non-empty string or None, not "
+                            f"{workflow_id!r}")
+        return WorkflowScope(self._workflow, workflow_id)
+
     # -- registration: a call becomes a record ---------------------------------------------
 
     def _register(self, kind: str, fn: Callable[..., Any], name: str, options: TaskOptions,
-                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskFuture[Any]:
+                  args: tuple[Any, ...], kwargs: dict[str, Any],
+                  workflow_id: str | None = None) -> TaskFuture[Any]:
         if self._closing is not None:
             raise EngineClosedError(f"cannot run {name!r}: workflow engine {self.uid} is shut "
                                     "down")
@@ -283,7 +308,9 @@ class WorkflowEngine(DecoratorsMixin):
         block = _current_block.get()
         if block is not None and block.engine is not self:
             block = None
-        record = TaskRecord(self, uid, name, kind, fn, args, kwargs, options, block)
+        if workflow_id is None:
+            workflow_id = self._workflow.get()
+        record = TaskRecord(self, uid, name, kind, fn, args, kwargs, options, block, workflow_id)
         self._records[uid] = record
         if block is not None:
             assert block.members is not None
@@ -396,20 +423,23 @@ class WorkflowEngine(DecoratorsMixin):
             self._set_state(record, TaskState.RUNNING)
 
     async def _run_body(self, record: TaskRecord) -> None:
-        """Run a block's body, or an executable's (which returns its command), on this loop.
+        """Run a block's body, or an executable's or a prompt's (which returns its command
+        or its prompt), on this loop.
 
         It runs after the record's dependencies resolved, so it can use their values.
         """
         is_block = record.kind == BLOCK
-        if is_block:
-            _current_block.set(record)  # this task runs in its own copy of the context
+        if is_block:  # this task runs in its own copy of the context
+            _current_block.set(record)
+            self._workflow.set(record.uid)  # a block is a workflow scope of its own
         try:
             value = record.fn(*record.args, **record.kwargs)
             if asyncio.iscoroutine(value):
                 value = await value
             if not is_block and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"executable task {record.name!r} must return a non-empty "
-                                 f"command string, not {value!r}")
+                what = "string prompt" if record.kind == PROMPT else "command string"
+                raise ValueError(f"{record.kind} task {record.name!r} must return a non-empty "
+                                 f"{what}, not {value!r}")
         except asyncio.CancelledError as exc:
             self._finish(record, TaskState.CANCELLED, exc.args[0] if exc.args else None)
             raise
@@ -458,7 +488,7 @@ class WorkflowEngine(DecoratorsMixin):
         options = record.options
         desc = options.description
         caps = backend.capabilities
-        kind = TaskKind.EXECUTABLE if record.kind == EXECUTABLE else TaskKind.FUNCTION
+        kind = _KINDS[record.kind]
         # The usual case, a function task on a backend that runs functions, is settled by two
         # attribute reads; anything else goes through the full check.
         if kind is not TaskKind.FUNCTION or not caps.function_tasks or (
@@ -466,6 +496,7 @@ class WorkflowEngine(DecoratorsMixin):
             missing = caps.missing(
                 function_tasks=kind is TaskKind.FUNCTION,
                 executable_tasks=kind is TaskKind.EXECUTABLE,
+                prompt_tasks=kind is TaskKind.PROMPT,
                 capture_stdio=options.capture_stdio and kind is TaskKind.EXECUTABLE,
                 timeouts=options.timeout is not None,
             )
@@ -486,6 +517,9 @@ class WorkflowEngine(DecoratorsMixin):
                                   outputs)
         command = record.command
         assert command is not None
+        if kind is TaskKind.PROMPT:
+            return TaskSpec(record.uid, record.name, kind, description=desc,
+                            timeout=options.timeout, attempt=record.attempt, prompt=command)
         shell = bool(desc.get("shell", False))
         stdout = stderr = None
         if options.capture_stdio:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-FUNCTION, EXECUTABLE, BLOCK = "function", "executable", "block"
+FUNCTION, EXECUTABLE, PROMPT, BLOCK = "function", "executable", "prompt", "block"
 
 _PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 _ENDS = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED}
@@ -48,13 +48,14 @@ class TaskOptions:
 class TaskFuture(asyncio.Future[T], Generic[T]):
     """The future a task or block call returns at once.
 
-    Await it for the result. ``uid``, ``name`` and ``state`` (``PENDING``, ``RUNNING``,
-    ``DONE``, ``FAILED``, ``CANCELLED``) describe the task. ``cancel()`` stops a pending task
+    Await it for the result. ``uid``, ``name``, ``state`` (``PENDING``, ``RUNNING``,
+    ``DONE``, ``FAILED``, ``CANCELLED``) and ``workflow_id`` (the workflow scope it was
+    called in, or ``None``) describe the task. ``cancel()`` stops a pending task
     at once, asks the backend to stop a running one, and cancels a block's body and members.
     """
 
     # Slots, not a __dict__: one future per task, set up on every call. TaskRecord sets them.
-    __slots__ = ("_cache_key", "_record", "_ref", "name", "state", "uid")
+    __slots__ = ("_cache_key", "_record", "_ref", "name", "state", "uid", "workflow_id")
     # The record is dropped when the task finishes, so finished futures hold no engine state.
     _record: TaskRecord | None
     # What identifies its result across runs, when the engine resumes a run (see journal.py).
@@ -64,6 +65,7 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
     uid: str
     name: str
     state: TaskState
+    workflow_id: str | None
 
     def cancel(self, msg: Any | None = None) -> bool:
         record = self._record
@@ -79,7 +81,9 @@ class TaskRecord:
     """The engine's bookkeeping for one task or block, alive until it finishes.
 
     Observer hooks receive it: ``uid``, ``name``, ``kind``, ``state``, ``attempt``,
-    ``backend`` (its name), ``block`` (the uid of the enclosing block, if any), ``error``
+    ``backend`` (its name), ``block`` (the uid of the enclosing block, if any),
+    ``workflow_id`` (the workflow scope it was called in: a ``workflow_scope()``, the
+    enclosing block's uid, a call's ``workflow_id=``, or ``None``), ``error``
     (why the last attempt failed, once it did), ``resumed`` (``True`` when its result came
     from an earlier run's journal).
     """
@@ -88,11 +92,13 @@ class TaskRecord:
         "args", "attempt", "backend", "backend_instance", "block", "body", "cache_key",
         "command", "dependents", "engine", "error", "fn", "future", "has_futures", "kind",
         "kwargs", "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
+        "workflow_id",
     )
 
     def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
                  fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 options: TaskOptions, block: TaskRecord | None) -> None:
+                 options: TaskOptions, block: TaskRecord | None,
+                 workflow_id: str | None = None) -> None:
         self.engine = engine
         self.uid = uid
         self.name = name
@@ -102,6 +108,7 @@ class TaskRecord:
         self.kwargs = kwargs
         self.options = options
         self.block = block.uid if block is not None else None
+        self.workflow_id = workflow_id
         self.state = TaskState.PENDING
         self.attempt = 1
         self.waiting = 0  # dependencies not finished yet
@@ -113,7 +120,8 @@ class TaskRecord:
         self.backend_instance: ExecutionBackend | None = None  # what runs it, once released
         self.backend: str | None = None  # that backend's routing name
         self.spec: TaskSpec | None = None  # built when released to its backend's batch
-        self.command: str | None = None  # an executable's command, once its body returned
+        # What an executable's or a prompt's body returned: its command line, or its prompt.
+        self.command: str | None = None
         self.error: BaseException | None = None  # why the last attempt failed
         self.cache_key: str | None = None  # set on release when the engine resumes a run
         self.resumed = False
@@ -123,6 +131,7 @@ class TaskRecord:
         future.uid = uid
         future.name = name
         future.state = TaskState.PENDING
+        future.workflow_id = workflow_id
         future._cache_key = future._ref = None
 
     def __repr__(self) -> str:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from asyncflow.backend import Capabilities, ExecutionBackend, TaskSpec, TaskUpdate
+from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskUpdate
 from asyncflow.hookspecs import hookimpl
 from asyncflow.registry import BackendRegistry
 
 DUMMY_OUTPUT = "Dummy Output"
+DUMMY_PROMPT_OUTPUT = "Dummy Prompt Output"
 
 
 class NoopExecutionBackend(ExecutionBackend):
-    """Accepts every task and completes it at once with ``"Dummy Output"``.
+    """Accepts every task and completes it at once with ``"Dummy Output"`` (a prompt task
+    with ``"Dummy Prompt Output"``).
 
     Function bodies are not called and commands are not executed: it shows what a workflow
     would submit, and measures the engine alone. ``dry_run=True`` uses it for every backend.
@@ -21,7 +23,7 @@ class NoopExecutionBackend(ExecutionBackend):
     name = "noop"
     capabilities = Capabilities(
         function_tasks=True, executable_tasks=True, cancel_running=True, capture_stdio=True,
-        timeouts=True, file_staging=True, resources=True,
+        timeouts=True, file_staging=True, resources=True, prompt_tasks=True,
     )
 
     def __init__(self) -> None:
@@ -32,8 +34,10 @@ class NoopExecutionBackend(ExecutionBackend):
 
     async def submit(self, tasks: Sequence[TaskSpec]) -> None:
         report = self.report
+        prompt = TaskKind.PROMPT
         for spec in tasks:
-            report(TaskUpdate.done(spec.uid, DUMMY_OUTPUT))
+            report(TaskUpdate.done(spec.uid, DUMMY_PROMPT_OUTPUT if spec.kind is prompt
+                                   else DUMMY_OUTPUT))
 
     async def cancel(self, uid: str) -> bool:
         return False  # every task is already done

@@ -28,8 +28,8 @@ update it reports against the same contract::
 It needs ``pip install "asyncflow-core[testing]"`` and nothing in ``conftest.py``.
 """
 
-from asyncflow.testing._bodies import ConformanceError
+from asyncflow.testing._bodies import ConformanceError, echo_completion
 from asyncflow.testing._harness import Recorder
 from asyncflow.testing.conformance import BackendConformance, requires
 
-__all__ = ["BackendConformance", "ConformanceError", "Recorder", "requires"]
+__all__ = ["BackendConformance", "ConformanceError", "Recorder", "echo_completion", "requires"]

@@ -10,6 +10,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -42,6 +43,12 @@ def fail_sync(message: str) -> None:
 async def fail_async(message: str) -> None:
     await asyncio.sleep(0)
     raise ConformanceError(message)
+
+
+def echo_completion(prompt: str, description: Mapping[str, Any]) -> str:
+    """A completion function for prompt tasks that needs no model: it names the ``model`` of
+    the task's description (``"echo"`` without one) and repeats the prompt."""
+    return f"{description.get('model', 'echo')}: {prompt}"
 
 
 def where() -> tuple[int, int]:

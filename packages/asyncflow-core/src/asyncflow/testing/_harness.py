@@ -177,6 +177,10 @@ class Driver:
         return TaskSpec(uid=_uid(), name="command", kind=TaskKind.EXECUTABLE, command=command,
                         shell=isinstance(command, str), **fields)
 
+    def prompt(self, text: str, **fields: Any) -> TaskSpec:
+        """A prompt task; ``fields`` are other :class:`TaskSpec` fields (description...)."""
+        return TaskSpec(uid=_uid(), name="prompt", kind=TaskKind.PROMPT, prompt=text, **fields)
+
     def gate(self) -> Gate:
         gate = Gate(self.tmp_path / f"gate-{len(self.gates)}")
         self.gates.append(gate)

@@ -85,6 +85,10 @@ class BackendConformance:
     """Seconds each test's scenario may take, start and shutdown included."""
     many: ClassVar[int] = 1000
     """How many small tasks the lost-update test submits."""
+    prompt_completion: ClassVar[Callable[[str, Mapping[str, Any]], Any] | None] = None
+    """For a backend with ``prompt_tasks``: the completion function its options give it (such
+    as :func:`asyncflow.testing.echo_completion`), so the prompt tests check each answer
+    against it; ``None`` (a real model, say) checks that answers are non-empty strings."""
     waiting_for = "the scenario to start"  # what a scenario awaits, for the timeout's message
 
     if importlib.util.find_spec("pytest_timeout"):  # a hard stop for a backend that hangs
@@ -431,6 +435,56 @@ class BackendConformance:
             assert await d.cancel(spec.uid) is True
             assert (await d.outcome(spec)).state is TaskState.CANCELLED
         self.drive(scenario, tmp_path)
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def _check_answer(self, value: Any, prompt: str, description: Mapping[str, Any]) -> None:
+        assert isinstance(value, str) and value, f"the answer to {prompt!r} is {value!r}"
+        completion = type(self).prompt_completion  # through the class: not a bound method
+        if self.executes and completion is not None:
+            assert value == completion(prompt, description)
+
+    @requires("prompt_tasks")
+    def test_prompts_answered(self, tmp_path: Path) -> None:
+        async def scenario(d: Driver) -> None:
+            plain = d.prompt("Name a prime number.")
+            described = d.prompt("Say hello.", description={"model": "conformance-model"})
+            await d.submit(plain, described)
+            outcomes = await d.outcomes([plain, described])
+            for spec in (plain, described):
+                update = outcomes[spec.uid]
+                assert update.state is TaskState.DONE, update
+                assert spec.prompt is not None
+                self._check_answer(update.value, spec.prompt, spec.description)
+        self.drive(scenario, tmp_path)
+
+    @requires("prompt_tasks")
+    def test_engine_prompt_task(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                @flow.prompt_task(task_description={"model": "conformance-model"})
+                def ask(topic: str) -> str:
+                    return f"Write one line about {topic}."
+
+                @flow.prompt_task
+                def empty() -> str:
+                    return "  "
+
+                expected = "asyncflow"
+                topic: Any = expected
+                if self.backend_class.capabilities.function_tasks:  # a dependency, then
+                    topic = flow.function_task(bodies.echo)(topic)
+                    if not self.executes:
+                        expected = "Dummy Output"  # what a backend that runs nothing returns
+                answer = await ask(topic)
+                self._check_answer(answer, f"Write one line about {expected}.",
+                                   {"model": "conformance-model"})
+                with pytest.raises(ValueError, match=r"'empty'.*non-empty string prompt"):
+                    await empty()
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
 
     # -- timeouts --------------------------------------------------------------------------
 
