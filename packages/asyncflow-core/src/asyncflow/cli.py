@@ -266,18 +266,22 @@ def show_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         names, problems = [], [str(exc)]
     registry = _plugins.registry()
-    installed = {name: name in registry for name in dict.fromkeys([*names,
-                                                                   *settings.backends])}
+    # A named entry ([backends.cpu] with kind = "concurrent") is one of an installed kind.
+    kinds = {name: settings.backend_options(name).get("kind") or name
+             for name in dict.fromkeys([*names, *settings.backends])}
+    installed = {name: str(kind) in registry for name, kind in kinds.items()}
     for name, present in installed.items():
         try:
             if present or name in names:
                 try:
-                    canonical = registry.info(name).name
+                    canonical = registry.info(str(kinds[name])).name
                 except UnknownBackendError as exc:
                     where = settings.source_of("backend") if name in names else "its options"
                     raise UnknownBackendError(f"backend {name!r} (from {where}): {exc}") from None
-                validate(canonical, settings.backend_options(name),
-                         config.sources_in(settings, name))
+                options = dict(settings.backend_options(name))
+                if kinds[name] != name:
+                    options.pop("kind", None)
+                validate(canonical, options, config.sources_in(settings, name))
         except (*USER_ERRORS, TypeError) as exc:
             problems.append(str(exc))
     if args.json:
