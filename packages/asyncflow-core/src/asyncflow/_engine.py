@@ -15,13 +15,12 @@ import functools
 import inspect
 import logging
 import os
-import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from asyncflow import _deps, _plugins, _signals
+from asyncflow import _deps, _plugins, _signals, executables
 from asyncflow._creation import awaitable_or_context
 from asyncflow._decorators import DecoratorsMixin
 from asyncflow._submitter import Submitter
@@ -493,7 +492,7 @@ class WorkflowEngine(DecoratorsMixin):
             stdout, stderr = run_dir / f"{record.uid}.stdout", run_dir / f"{record.uid}.stderr"
         extra = {k: v for k, v in desc.items() if k not in _SPEC_KEYS}
         return TaskSpec(record.uid, record.name, kind, command=command if shell
-                        else tuple(shlex.split(command)), shell=shell, description=extra,
+                        else executables.argv(command, record.name), shell=shell, description=extra,
                         env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
                         stderr=stderr, timeout=options.timeout, attempt=record.attempt,
                         input_files=inputs, output_files=outputs)
