@@ -127,7 +127,7 @@ class WorkflowEngine(DecoratorsMixin):
                      work_dir: str | Path | None = None, config: str | Path | None = None,
                      progress: Any = None, journal: bool | None = None,
                      resume: bool | str | None = None, graph: bool | None = None,
-                     **options: Any) -> Self:
+                     implicit_data: bool = True, **options: Any) -> Self:
         """Build an engine, start its backends, and return it: ``await`` the call, or use it
         with ``async with``, which also shuts the engine down on exit.
 
@@ -142,6 +142,10 @@ class WorkflowEngine(DecoratorsMixin):
         state change in ``work_dir/<uid>/journal.sqlite``; ``resume=True`` (or a run's uid)
         continues an earlier run, resolving the tasks it completed to their recorded results;
         ``graph=True`` records the task graph for :meth:`graph`.
+
+        ``implicit_data`` is accepted for RADICAL AsyncFlow's scripts and changes nothing:
+        there it linked every file of a dependency's sandbox into its dependents' sandboxes;
+        here files move only as the ``InputFile``/``OutputFile`` arguments of a task declare.
         """
         from asyncflow._config import resolve_backends
         from asyncflow.config import load

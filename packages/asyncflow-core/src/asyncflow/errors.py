@@ -53,8 +53,12 @@ class DependencyFailureError(AsyncFlowError):
                              self.root_task))
 
 
-class ExecutableFailedError(AsyncFlowError):
-    """An executable task exited with a non-zero code."""
+class ExecutableFailedError(AsyncFlowError, RuntimeError):
+    """An executable task exited with a non-zero code.
+
+    A ``RuntimeError`` too, which is what RADICAL AsyncFlow raised, so ``except RuntimeError``
+    in a ported script still catches it.
+    """
 
     def __init__(self, task: str, command: object, exit_code: int, stderr: str = "") -> None:
         self.task = task
@@ -112,8 +116,16 @@ class BackendError(AsyncFlowError):
     """A backend misbehaved (e.g. its ``submit`` raised); the affected tasks carry it."""
 
 
-class UnknownBackendError(AsyncFlowError, LookupError):
-    """No installed backend has this name."""
+class UnknownBackendError(AsyncFlowError, KeyError):
+    """No installed backend has this name, or a task asks for a backend its engine lacks.
+
+    A ``KeyError`` (so a ``LookupError``), which is what RADICAL AsyncFlow documents for a task
+    routed to an unknown backend.
+    """
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its key; this one's argument is a sentence.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class BackendConflictError(AsyncFlowError, RuntimeError):
