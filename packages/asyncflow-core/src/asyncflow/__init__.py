@@ -49,6 +49,7 @@ from asyncflow.errors import (
     UnknownBackendError,
     WorkerLostError,
 )
+from asyncflow.executables import CommandOutput
 from asyncflow.retries import RetryPolicy, current_attempt
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "BackendOptionError",
     "Capabilities",
     "CapabilityError",
+    "CommandOutput",
     "ConfigError",
     "DependencyFailureError",
     "EngineClosedError",

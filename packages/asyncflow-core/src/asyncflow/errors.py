@@ -60,18 +60,20 @@ class ExecutableFailedError(AsyncFlowError, RuntimeError):
     in a ported script still catches it.
     """
 
-    def __init__(self, task: str, command: object, exit_code: int, stderr: str = "") -> None:
+    def __init__(self, task: str, command: object, exit_code: int, stderr: str = "",
+                 stdout: str = "") -> None:
         self.task = task
         self.command = command
         self.exit_code = exit_code
         self.stderr = stderr
+        self.stdout = stdout
         tail = stderr_tail(stderr)
         detail = f"\nstderr (last lines):\n{tail}" if tail else " (stderr was empty)"
         super().__init__(f"task {task!r}: command {command!r} exited with code {exit_code}"
                          f"{detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.task, self.command, self.exit_code, self.stderr))
+        return (type(self), (self.task, self.command, self.exit_code, self.stderr, self.stdout))
 
 
 class TaskTimeoutError(AsyncFlowError, TimeoutError):

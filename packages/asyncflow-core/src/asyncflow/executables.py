@@ -22,8 +22,28 @@ from typing import IO, Any
 from asyncflow.backend import TaskSpec
 from asyncflow.errors import ExecutableFailedError, TaskTimeoutError
 
-__all__ = ["argv", "outcome", "run", "run_blocking"]
+__all__ = ["CommandOutput", "argv", "outcome", "run", "run_blocking"]
 
+
+class CommandOutput(str):
+    """The value of an executable task: its stdout as text, which also tells how it ran.
+
+    It is the ``str`` a task's future resolves to (a later task receives it as one), with
+    ``stdout``, ``stderr`` and ``exit_code`` attributes. With ``capture_stdio`` the text and
+    ``stdout`` are the stdout file's path and ``stderr`` the stderr file's.
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    def __new__(cls, stdout: str, stderr: str = "", exit_code: int = 0) -> CommandOutput:
+        self = super().__new__(cls, stdout)
+        self.stdout, self.stderr, self.exit_code = stdout, stderr, exit_code
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.stdout, self.stderr, self.exit_code))
 
 # What only a shell understands, longest first; "2>&1" is a digit before ">&".
 _OPERATOR = re.compile(r"\d?>&\d?|>>|&&|\|\||[<>|;&]")
@@ -101,8 +121,10 @@ def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
     out = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
     err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
     if returncode != 0:
-        raise ExecutableFailedError(spec.name, spec.command, returncode, err)
-    return str(spec.stdout) if spec.stdout is not None else out
+        raise ExecutableFailedError(spec.name, spec.command, returncode, err, out)
+    if spec.stdout is not None:
+        return CommandOutput(str(spec.stdout), str(spec.stderr), returncode)
+    return CommandOutput(out, err, returncode)
 
 
 def _not_started(spec: TaskSpec, exc: OSError) -> ExecutableFailedError:
