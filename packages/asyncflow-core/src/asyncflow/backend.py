@@ -266,7 +266,7 @@ class ExecutionBackend(ABC):
         """
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
-        if init is not None and not hasattr(init, "__wrapped__"):
+        if init is not None and not getattr(init, _FORMS, False):  # not already wrapped
             cls.__init__ = _upstream_forms(init)  # type: ignore[method-assign]
 
     def __init__(self) -> None:
@@ -404,10 +404,14 @@ def _upstream_forms(init: Callable[..., None]) -> Callable[..., None]:
                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     own_name = "name" in params
+    listing = accepted if own_name else [*accepted, "name"]  # what an error says it accepts
 
     @functools.wraps(init)
     def __init__(self: ExecutionBackend, *args: Any, **options: Any) -> None:  # noqa: N807
         name = None if own_name else options.pop("name", None)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{type(self).__qualname__}: name= is the routing name, a "
+                            f"non-empty string, not {name!r}")
         if args and isinstance(args[0], Mapping):  # upstream's resources dict
             given, *rest = args
             twice = sorted(given.keys() & options.keys())
@@ -417,16 +421,17 @@ def _upstream_forms(init: Callable[..., None]) -> Callable[..., None]:
             args, options = tuple(rest), {**given, **options}
         unknown = [key for key in options if key not in accepted]
         if unknown and not takes_any:
-            raise BackendOptionError(_unknown_options(type(self), unknown, accepted))
+            raise BackendOptionError(_unknown_options(type(self), unknown, listing))
         init(self, *args, **options)
         if name is not None:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"{type(self).__qualname__}: name= is the routing name, a "
-                                f"non-empty string, not {name!r}")
             # The instance's own routing name shadows the class's registered one.
             object.__setattr__(self, "name", name)
 
+    setattr(__init__, _FORMS, True)
     return __init__
+
+
+_FORMS = "_takes_upstream_forms"  # marks an __init__ wrapped by _upstream_forms
 
 
 def _unknown_options(cls: type, unknown: list[str], accepted: list[str]) -> str:
@@ -436,8 +441,7 @@ def _unknown_options(cls: type, unknown: list[str], accepted: list[str]) -> str:
         parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
     noun = "option" if len(unknown) == 1 else "options"
     return (f"backend {getattr(cls, 'name', '?')!r} ({cls.__qualname__}) does not accept the "
-            f"{noun} {', '.join(parts)}; it accepts: "
-            f"{', '.join([*accepted, 'name']) if accepted else 'name'}")
+            f"{noun} {', '.join(parts)}; it accepts: {', '.join(accepted)}")
 
 
 def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:
