@@ -50,6 +50,7 @@ from asyncflow.errors import (
     UnknownBackendError,
     WorkerLostError,
 )
+from asyncflow.executables import CommandOutput
 from asyncflow.retries import RetryPolicy, current_attempt
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "BackendOptionError",
     "Capabilities",
     "CapabilityError",
+    "CommandOutput",
     "ConfigError",
     "DependencyFailureError",
     "EngineClosedError",

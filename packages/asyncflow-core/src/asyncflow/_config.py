@@ -71,16 +71,20 @@ def resolve_backends(backend: BackendArg, options: Mapping[str, Any], *,
             # dry_run executes nothing, even with an instance given: the instance is not started.
             name, instance = item.name, registry.get("noop")() if dry_run else item
         else:
+            assert configured is not None
+            kind = _kind(item, configured)
             try:
-                name = registry.info(item).name  # aliases route under the canonical name
+                name = registry.info(kind or item).name  # aliases route under the canonical name
             except UnknownBackendError as exc:
                 raise UnknownBackendError(f"{origin}: {exc}") from None
+            given = options if index == 0 else {}
             if dry_run:
                 instance = registry.get("noop")()
+            elif kind:
+                instance = _build_named(item, name, configured, given)
             else:
-                assert configured is not None
-                instance = _build_configured(name, item, configured, options if index == 0
-                                             else {})
+                instance = _build_configured(name, item, configured, given)
+            name = item if kind else name
         if name in result:
             raise ConfigError(f"{origin}: backend {name!r} is listed twice")
         result[name] = instance
@@ -112,6 +116,26 @@ def _build_configured(name: str, given: str, settings: Settings,
     merged.update(options)
     sources.update(dict.fromkeys(options, CREATE))
     return build(name, merged, sources)
+
+
+def _kind(item: str, settings: Settings) -> str | None:
+    """The backend a named entry (``[backends.<item>]`` with ``kind = "..."``) is one of."""
+    kind = settings.backend_options(item).get("kind")
+    if kind is not None and (not isinstance(kind, str) or not kind):
+        raise ConfigError(f"{settings.source_of(f'backends.{item}.kind')}: backends.{item}.kind "
+                          f"must be the name of an installed backend, not {kind!r}")
+    return kind
+
+
+def _build_named(route: str, name: str, settings: Settings,
+                 options: Mapping[str, Any]) -> ExecutionBackend:
+    # A named entry of a backend kind: its own table's options, routed under its own name.
+    merged = {k: v for k, v in settings.backend_options(route).items() if k != "kind"}
+    sources = {k: v for k, v in sources_in(settings, route).items() if k != "kind"}
+    merged.update(options)
+    sources.update(dict.fromkeys(options, CREATE))
+    cls = validate(name, merged, sources)
+    return cls(**merged, **{"name": route})  # every backend takes name= (ExecutionBackend)
 
 
 def _note_ignored_override(backend: BackendArg) -> None:

@@ -7,7 +7,10 @@ them to :meth:`ExecutionBackend.submit`, and learns what happened to each one fr
 
 Life cycle of a backend, as the engine drives it:
 
-1. ``__init__(**options)``: keyword-only, typed options; nothing is started here.
+1. ``__init__(**options)``: keyword-only, typed options; nothing is started here. Every
+   backend also takes RADICAL AsyncFlow's forms: a dict of options as the first positional
+   argument, and ``name=``, the routing name of this instance (see
+   :meth:`ExecutionBackend.__init_subclass__`).
 2. ``await start()``: acquire resources (pools, clusters, pilots). Called once.
 3. ``await submit(tasks)``: any number of times, with batches of ready tasks.
 4. ``await cancel(uid)``: best effort; ``True`` if the backend will stop the task.
@@ -32,7 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import enum
+import functools
+import inspect
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -40,6 +46,8 @@ from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
+
+from asyncflow.errors import BackendOptionError
 
 __all__ = [
     "Capabilities",
@@ -255,8 +263,24 @@ class ExecutionBackend(ABC):
     """
 
     name: ClassVar[str]
-    """Lower snake case; equal to the entry-point name of the plugin that provides it."""
+    """Lower snake case; equal to the entry-point name of the plugin that provides it. An
+    instance built with ``name=`` routes under that name instead."""
     capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give the subclass's ``__init__`` RADICAL AsyncFlow's two construction forms.
+
+        ``Backend({"n_workers": 2}, name="cpu")`` is ``Backend(n_workers=2)`` routed as
+        ``"cpu"``: a mapping as the first positional argument holds keyword options, and
+        ``name=`` (unless the constructor has a ``name`` parameter of its own) sets this
+        instance's routing name, so two backends of one class can serve one engine. An option
+        the constructor does not take, from the mapping or as a keyword, raises
+        :class:`~asyncflow.BackendOptionError` naming the backend and the options it accepts.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, _FORMS, False):  # not already wrapped
+            cls.__init__ = _upstream_forms(init)  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         self.work_dir: Path | None = None
@@ -384,6 +408,53 @@ class ExecutionBackend(ABC):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "started" if self.started else "new"
         return f"<{type(self).__name__} name={self.name!r} {state}>"
+
+
+def _upstream_forms(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` taking a leading mapping of options and ``name=``; see ``__init_subclass__``."""
+    params = inspect.signature(init).parameters
+    accepted = [p.name for p in params.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    own_name = "name" in params
+    listing = accepted if own_name else [*accepted, "name"]  # what an error says it accepts
+
+    @functools.wraps(init)
+    def __init__(self: ExecutionBackend, *args: Any, **options: Any) -> None:  # noqa: N807
+        name = None if own_name else options.pop("name", None)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{type(self).__qualname__}: name= is the routing name, a "
+                            f"non-empty string, not {name!r}")
+        if args and isinstance(args[0], Mapping):  # upstream's resources dict
+            given, *rest = args
+            twice = sorted(given.keys() & options.keys())
+            if twice:
+                raise BackendOptionError(f"{type(self).__qualname__}: {twice} given both in "
+                                         "the options dict and as keywords")
+            args, options = tuple(rest), {**given, **options}
+        unknown = [key for key in options if key not in accepted]
+        if unknown and not takes_any:
+            raise BackendOptionError(_unknown_options(type(self), unknown, listing))
+        init(self, *args, **options)
+        if name is not None:
+            # The instance's own routing name shadows the class's registered one.
+            object.__setattr__(self, "name", name)
+
+    setattr(__init__, _FORMS, True)
+    return __init__
+
+
+_FORMS = "_takes_upstream_forms"  # marks an __init__ wrapped by _upstream_forms
+
+
+def _unknown_options(cls: type, unknown: list[str], accepted: list[str]) -> str:
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, accepted, n=1)
+        parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    noun = "option" if len(unknown) == 1 else "options"
+    return (f"backend {getattr(cls, 'name', '?')!r} ({cls.__qualname__}) does not accept the "
+            f"{noun} {', '.join(parts)}; it accepts: {', '.join(accepted)}")
 
 
 def _loop_thread_id(loop: asyncio.AbstractEventLoop) -> int | None:

@@ -18,11 +18,15 @@ naming the file, key or variable, never a traceback.
 from __future__ import annotations
 
 import argparse
+import ast
+import asyncio
+import inspect
 import json
 import runpy
 import sys
 import textwrap
 import traceback
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -266,18 +270,22 @@ def show_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         names, problems = [], [str(exc)]
     registry = _plugins.registry()
-    installed = {name: name in registry for name in dict.fromkeys([*names,
-                                                                   *settings.backends])}
+    # A named entry ([backends.cpu] with kind = "concurrent") is one of an installed kind.
+    kinds = {name: settings.backend_options(name).get("kind") or name
+             for name in dict.fromkeys([*names, *settings.backends])}
+    installed = {name: str(kind) in registry for name, kind in kinds.items()}
     for name, present in installed.items():
         try:
             if present or name in names:
                 try:
-                    canonical = registry.info(name).name
+                    canonical = registry.info(str(kinds[name])).name
                 except UnknownBackendError as exc:
                     where = settings.source_of("backend") if name in names else "its options"
                     raise UnknownBackendError(f"backend {name!r} (from {where}): {exc}") from None
-                validate(canonical, settings.backend_options(name),
-                         config.sources_in(settings, name))
+                options = dict(settings.backend_options(name))
+                if kinds[name] != name:
+                    options.pop("kind", None)
+                validate(canonical, options, config.sources_in(settings, name))
         except (*USER_ERRORS, TypeError) as exc:
             problems.append(str(exc))
     if args.json:
@@ -411,7 +419,11 @@ def run_script(script: Path, script_args: list[str]) -> int:
     sys.argv = [str(script), *script_args]
     sys.path.insert(0, str(script.resolve().parent))
     try:
-        runpy.run_path(path, run_name="__main__")
+        code = _top_level_await(path)
+        if code is None:
+            runpy.run_path(path, run_name="__main__")
+        else:
+            _run_awaiting(code, path)
     except SystemExit as exc:
         return _exit_code(exc)
     except USER_ERRORS as exc:
@@ -427,6 +439,28 @@ def run_script(script: Path, script_args: list[str]) -> int:
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     return OK
+
+
+def _top_level_await(path: str) -> types.CodeType | None:
+    """The script compiled as a coroutine when it awaits at top level (the form of notebook
+    cells and of the docs' pages), else ``None``: an ordinary script runs as Python runs it."""
+    source = Path(path).read_bytes()
+    code = compile(source, path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                   dont_inherit=True)
+    return code if code.co_flags & inspect.CO_COROUTINE else None
+
+
+def _run_awaiting(code: types.CodeType, path: str) -> None:
+    """Run top-level-await code as ``__main__`` on a new event loop, as runpy runs a script."""
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        asyncio.run(eval(code, vars(module)))
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _exit_code(exc: SystemExit) -> int:

@@ -54,21 +54,27 @@ class DependencyFailureError(AsyncFlowError):
                              self.root_task))
 
 
-class ExecutableFailedError(AsyncFlowError):
-    """An executable task exited with a non-zero code."""
+class ExecutableFailedError(AsyncFlowError, RuntimeError):
+    """An executable task exited with a non-zero code.
 
-    def __init__(self, task: str, command: object, exit_code: int, stderr: str = "") -> None:
+    A ``RuntimeError`` too, which is what RADICAL AsyncFlow raised, so ``except RuntimeError``
+    in a ported script still catches it.
+    """
+
+    def __init__(self, task: str, command: object, exit_code: int, stderr: str = "",
+                 stdout: str = "") -> None:
         self.task = task
         self.command = command
         self.exit_code = exit_code
         self.stderr = stderr
+        self.stdout = stdout
         tail = stderr_tail(stderr)
         detail = f"\nstderr (last lines):\n{tail}" if tail else " (stderr was empty)"
         super().__init__(f"task {task!r}: command {command!r} exited with code {exit_code}"
                          f"{detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.task, self.command, self.exit_code, self.stderr))
+        return (type(self), (self.task, self.command, self.exit_code, self.stderr, self.stdout))
 
 
 class TaskTimeoutError(AsyncFlowError, TimeoutError):
@@ -120,8 +126,16 @@ class BackendError(AsyncFlowError):
     """A backend misbehaved (e.g. its ``submit`` raised); the affected tasks carry it."""
 
 
-class UnknownBackendError(AsyncFlowError, LookupError):
-    """No installed backend has this name."""
+class UnknownBackendError(AsyncFlowError, KeyError):
+    """No installed backend has this name, or a task asks for a backend its engine lacks.
+
+    A ``KeyError`` (so a ``LookupError``), which is what RADICAL AsyncFlow documents for a task
+    routed to an unknown backend.
+    """
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its key; this one's argument is a sentence.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class BackendConflictError(AsyncFlowError, RuntimeError):

@@ -3,7 +3,8 @@
 ``run`` (asyncio, on the engine's loop) and ``run_blocking`` (a worker thread or a remote
 worker) both start the command in a new process group, so cancelling or timing out kills the
 command and everything it started; both turn the outcome into the task's value or a
-precise error with :func:`outcome`.
+precise error with :func:`outcome`. :func:`argv` turns an executable task's command string
+into the arguments it runs with when no shell was asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -19,7 +22,78 @@ from typing import IO, Any
 from asyncflow.backend import TaskSpec
 from asyncflow.errors import ExecutableFailedError, TaskTimeoutError
 
-__all__ = ["outcome", "run", "run_blocking"]
+__all__ = ["CommandOutput", "argv", "outcome", "run", "run_blocking"]
+
+
+class CommandOutput(str):
+    """The value of an executable task: its stdout as text, which also tells how it ran.
+
+    It is the ``str`` a task's future resolves to (a later task receives it as one), with
+    ``stdout``, ``stderr`` and ``exit_code`` attributes. With ``capture_stdio`` the text and
+    ``stdout`` are the stdout file's path and ``stderr`` the stderr file's.
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    def __new__(cls, stdout: str, stderr: str = "", exit_code: int = 0) -> CommandOutput:
+        self = super().__new__(cls, stdout)
+        self.stdout, self.stderr, self.exit_code = stdout, stderr, exit_code
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.stdout, self.stderr, self.exit_code))
+
+# What only a shell understands, longest first; "2>&1" is a digit before ">&".
+_OPERATOR = re.compile(r"\d?>&\d?|>>|&&|\|\||[<>|;&]")
+_QUOTES = {"'": "'", '"': '"'}
+
+
+def argv(command: str, task: str) -> tuple[str, ...]:
+    """The arguments of ``command`` run without a shell, split as a shell would.
+
+    Raises ``ValueError`` naming ``task`` when the quotes do not balance, or when the command
+    holds an unquoted shell operator (``>``, ``|``, ``&&``, ...): without a shell it would be
+    passed to the program as text, and the command would quietly do something else.
+    """
+    try:
+        parts = tuple(shlex.split(command))
+    except ValueError as exc:  # shlex says only "No closing quotation"
+        raise ValueError(f"executable task {task!r}: cannot split the command {command!r} "
+                         f"into arguments: {str(exc).lower()}") from None
+    operator = _unquoted_operator(command)
+    if operator is not None:
+        raise ValueError(
+            f"executable task {task!r}: the command {command!r} holds the shell operator "
+            f"{operator!r}, which only a shell understands, and commands run without a shell "
+            "unless asked. Pass task_description={'shell': True} to run it with /bin/sh, or "
+            "quote the operator to pass it to the program as text.")
+    return parts
+
+
+def _unquoted_operator(command: str) -> str | None:
+    """The first shell operator outside quotes and not escaped by a backslash, if any."""
+    quote: str | None = None
+    index = 0
+    while index < len(command):
+        char = command[index]
+        if char == "\\" and quote != "'":
+            index += 2  # the next character is literal
+            continue
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in _QUOTES:
+            quote = char
+        else:
+            start = index - 1 if index and command[index - 1].isdigit() and (
+                index == 1 or command[index - 2].isspace()) else index
+            match = _OPERATOR.match(command, start)
+            if match is not None and match.end() > index:
+                return match.group()
+        index += 1
+    return None
 
 
 def _env(spec: TaskSpec) -> dict[str, str] | None:
@@ -47,8 +121,10 @@ def outcome(spec: TaskSpec, returncode: int, stdout: bytes | str | None,
     out = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
     err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
     if returncode != 0:
-        raise ExecutableFailedError(spec.name, spec.command, returncode, err)
-    return str(spec.stdout) if spec.stdout is not None else out
+        raise ExecutableFailedError(spec.name, spec.command, returncode, err, out)
+    if spec.stdout is not None:
+        return CommandOutput(str(spec.stdout), str(spec.stderr), returncode)
+    return CommandOutput(out, err, returncode)
 
 
 def _not_started(spec: TaskSpec, exc: OSError) -> ExecutableFailedError:

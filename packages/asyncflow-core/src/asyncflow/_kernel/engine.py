@@ -15,14 +15,13 @@ import functools
 import inspect
 import logging
 import os
-import shlex
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from asyncflow import _plugins
+from asyncflow import _plugins, executables
 from asyncflow._kernel import deps as _deps
 from asyncflow._kernel import signals as _signals
 from asyncflow._kernel.creation import awaitable_or_context
@@ -145,6 +144,7 @@ class WorkflowEngine(DecoratorsMixin):
                      shutdown_timeout: float = 30.0, progress: Any = None,
                      journal: bool | None = None, resume: bool | str | None = None,
                      graph: bool | None = None, observers: Sequence[object] = (),
+                     implicit_data: bool = True,
                      **options: Any) -> Self:
         """Build an engine, start its backends, and return it: ``await`` the call, or use it
         with ``async with``, which also shuts the engine down on exit.
@@ -162,6 +162,10 @@ class WorkflowEngine(DecoratorsMixin):
         continues an earlier run, resolving the tasks it completed to their recorded results;
         ``graph=True`` records the task graph for :meth:`graph`. ``observers`` are plugin
         objects of this engine only (see :mod:`asyncflow.hookspecs`).
+
+        ``implicit_data`` is accepted for RADICAL AsyncFlow's scripts and changes nothing:
+        there it linked every file of a dependency's sandbox into its dependents' sandboxes;
+        here files move only as the ``InputFile``/``OutputFile`` arguments of a task declare.
         """
         # The configuration layer turns settings into objects; the kernel only receives them.
         from asyncflow._setup import engine_arguments
@@ -527,7 +531,7 @@ class WorkflowEngine(DecoratorsMixin):
             stdout, stderr = run_dir / f"{record.uid}.stdout", run_dir / f"{record.uid}.stderr"
         extra = {k: v for k, v in desc.items() if k not in _SPEC_KEYS}
         return TaskSpec(record.uid, record.name, kind, command=command if shell
-                        else tuple(shlex.split(command)), shell=shell, description=extra,
+                        else executables.argv(command, record.name), shell=shell, description=extra,
                         env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
                         stderr=stderr, timeout=options.timeout, attempt=record.attempt,
                         input_files=inputs, output_files=outputs)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from asyncflow.backend import TaskState
+from asyncflow.errors import ExecutableFailedError
+from asyncflow.executables import CommandOutput
 
 if TYPE_CHECKING:
     from asyncflow._kernel.engine import WorkflowEngine
@@ -75,6 +78,47 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"<TaskFuture {self.uid} {self.name!r} {self.state}>"
+
+    # -- how a finished executable ran (None until then, and for other tasks) ----------------
+
+    @property
+    def stdout(self) -> str | None:
+        """A finished executable's stdout (its file's path with ``capture_stdio``)."""
+        return getattr(self._outcome(), "stdout", None)
+
+    @property
+    def stderr(self) -> str | None:
+        """A finished executable's stderr (its file's path with ``capture_stdio``, on success)."""
+        return getattr(self._outcome(), "stderr", None)
+
+    @property
+    def exit_code(self) -> int | None:
+        """A finished executable's exit code."""
+        return getattr(self._outcome(), "exit_code", None)
+
+    @property
+    def task(self) -> Mapping[str, Any]:
+        """The finished task as RADICAL AsyncFlow's task record showed it: ``uid``, ``name``,
+        ``state``, ``stdout``, ``stderr``, ``exit_code``, ``return_value``, ``exception``.
+
+        A read-only snapshot; results are ``None`` while the task has not finished.
+        """
+        done = self.done() and not self.cancelled()
+        error = self.exception() if done else None
+        return MappingProxyType({
+            "uid": self.uid, "name": self.name, "state": str(self.state),
+            "stdout": self.stdout, "stderr": self.stderr, "exit_code": self.exit_code,
+            "return_value": self.result() if done and error is None else None,
+            "exception": error,
+        })
+
+    def _outcome(self) -> object:
+        # The value or error that carries stdout, stderr and exit_code (CommandOutput,
+        # ExecutableFailedError), once the task finished.
+        if not self.done() or self.cancelled():
+            return None
+        outcome = self.exception() or self.result()
+        return outcome if isinstance(outcome, CommandOutput | ExecutableFailedError) else None
 
 
 class TaskRecord:
