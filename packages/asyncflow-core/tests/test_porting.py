@@ -108,9 +108,9 @@ def test_bad_logging_options_are_named(options: dict[str, str], message: str) ->
 
 
 def test_the_package_modules_still_see_the_standard_logging() -> None:
-    import asyncflow._engine
+    import asyncflow._kernel.engine
 
-    assert asyncflow._engine.logging is logging
+    assert asyncflow._kernel.engine.logging is logging
 
 
 # -- point 2: upstream's backend construction ----------------------------------------------
