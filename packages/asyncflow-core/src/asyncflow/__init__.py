@@ -45,11 +45,14 @@ from asyncflow.errors import (
     ExecutableFailedError,
     PluginLoadError,
     RemoteTraceback,
+    ServiceExitedError,
+    ServiceNotReadyError,
     TaskTimeoutError,
     UnknownBackendError,
     WorkerLostError,
 )
 from asyncflow.retries import RetryPolicy, current_attempt
+from asyncflow.services import ServiceEndpoint
 
 __all__ = [
     "AsyncFlowError",
@@ -68,6 +71,9 @@ __all__ = [
     "PluginLoadError",
     "RemoteTraceback",
     "RetryPolicy",
+    "ServiceEndpoint",
+    "ServiceExitedError",
+    "ServiceNotReadyError",
     "TaskFuture",
     "TaskKind",
     "TaskRecord",

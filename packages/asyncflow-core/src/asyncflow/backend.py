@@ -39,7 +39,10 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
+
+if TYPE_CHECKING:
+    from asyncflow.services import Readiness
 
 __all__ = [
     "Capabilities",
@@ -97,6 +100,11 @@ class Capabilities:
     """Honours per-task resources in ``spec.description`` (ranks, cores, gpus, ...)."""
     remote_workers: bool = False
     """Runs tasks outside this process's machine; arguments and results are serialized."""
+    services: bool = False
+    """Runs service tasks (``spec.service`` set): reports ``DONE`` with a
+    :class:`~asyncflow.services.ServiceEndpoint` once the service is ready, keeps it running
+    until shutdown, and if it ends on its own after that, reports one ``FAILED`` with
+    :class:`~asyncflow.ServiceExitedError` (the only report allowed after a terminal one)."""
 
     def missing(self, **needed: bool) -> list[str]:
         """Names among ``needed`` that are requested (``True``) but not provided."""
@@ -146,6 +154,8 @@ class _TaskSpecFields(NamedTuple):
     """``InputFile`` objects found in the arguments (for backends that stage files)."""
     output_files: tuple[Any, ...]
     """``OutputFile`` objects found in the arguments."""
+    service: Readiness | None
+    """For service tasks: when the service counts as ready (see :mod:`asyncflow.services`)."""
 
 
 class TaskSpec(_TaskSpecFields):
@@ -155,7 +165,7 @@ class TaskSpec(_TaskSpecFields):
     back through :meth:`ExecutionBackend.report`. Build it with keywords after ``kind``.
 
     A named tuple rather than a frozen dataclass: the engine builds one per task attempt, and
-    a frozen dataclass sets its 18 fields one ``object.__setattr__`` call at a time.
+    a frozen dataclass sets its 19 fields one ``object.__setattr__`` call at a time.
     """
 
     __slots__ = ()
@@ -168,12 +178,13 @@ class TaskSpec(_TaskSpecFields):
                 env: Mapping[str, str] | None = None, cwd: str | None = None,
                 stdout: Path | None = None, stderr: Path | None = None,
                 timeout: float | None = None, attempt: int = 1, is_coroutine: bool = False,
-                input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = ()) -> Self:
+                input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = (),
+                service: Readiness | None = None) -> Self:
         # ``kwargs`` and ``description`` default to a new empty dict each
         return _new_tuple(cls, (
             uid, name, kind, function, args, {} if kwargs is None else kwargs, command, shell,
             {} if description is None else description, env, cwd, stdout, stderr, timeout,
-            attempt, is_coroutine, input_files, output_files))
+            attempt, is_coroutine, input_files, output_files, service))
 
     __setattr__ = _frozen
     __delattr__ = _frozen
@@ -187,7 +198,7 @@ def _function_spec(uid: str, name: str, function: Callable[..., Any], args: tupl
     ``TaskSpec()``'s keywords and defaults cost more than the rest of it."""
     return _new_tuple(TaskSpec, (
         uid, name, TaskKind.FUNCTION, function, args, kwargs, None, False, description, None,
-        None, None, None, timeout, attempt, is_coroutine, input_files, output_files))
+        None, None, None, timeout, attempt, is_coroutine, input_files, output_files, None))
 
 
 class TaskUpdate(NamedTuple):

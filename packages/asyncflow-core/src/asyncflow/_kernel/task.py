@@ -42,6 +42,8 @@ class TaskOptions:
     """How failed attempts are retried; ``None`` when ``retries`` is 0."""
     cache_key: Callable[..., str] | str | None = None
     """With ``resume=True``: what identifies a call instead of its arguments."""
+    service: bool = False
+    """A service task: resolved when ready, running until shutdown (:mod:`asyncflow.services`)."""
 
 
 @final
@@ -54,7 +56,7 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
     """
 
     # Slots, not a __dict__: one future per task, set up on every call. TaskRecord sets them.
-    __slots__ = ("_cache_key", "_record", "_ref", "name", "state", "uid")
+    __slots__ = ("_cache_key", "_record", "_ref", "name", "state", "uid", "workflow_id")
     # The record is dropped when the task finishes, so finished futures hold no engine state.
     _record: TaskRecord | None
     # What identifies its result across runs, when the engine resumes a run (see journal.py).
@@ -64,6 +66,7 @@ class TaskFuture(asyncio.Future[T], Generic[T]):
     uid: str
     name: str
     state: TaskState
+    workflow_id: str | None
 
     def cancel(self, msg: Any | None = None) -> bool:
         record = self._record
@@ -88,6 +91,7 @@ class TaskRecord:
         "args", "attempt", "backend", "block", "body", "cache_key", "command", "dependents",
         "engine", "error", "executor", "fn", "future", "has_futures", "kind", "kwargs",
         "members", "name", "options", "resumed", "spec", "state", "uid", "waiting",
+        "workflow_id",
     )
 
     def __init__(self, engine: WorkflowEngine, uid: str, name: str, kind: str,
@@ -117,12 +121,14 @@ class TaskRecord:
         self.error: BaseException | None = None  # why the last attempt failed
         self.cache_key: str | None = None  # set on release when the engine resumes a run
         self.resumed = False
+        self.workflow_id: str | None = None  # the workflow scope it was called in
         self.future: TaskFuture[Any] = TaskFuture(loop=engine.loop)
         future = self.future
         future._record = self
         future.uid = uid
         future.name = name
         future.state = TaskState.PENDING
+        future.workflow_id = None
         future._cache_key = future._ref = None
 
     def __repr__(self) -> str:
