@@ -104,3 +104,4 @@ async def test_an_end_after_readiness_is_logged_and_observed_once(
         again = await serve()
     backend.report(TaskUpdate.failed(again.uid, error))  # after the shutdown: expected
     assert len(seen) == 1
+

@@ -36,6 +36,7 @@ from asyncflow._kernel.task import (
     TaskOptions,
     TaskRecord,
 )
+from asyncflow._kernel.telemetry import TelemetryMixin
 from asyncflow.backend import (
     ExecutionBackend,
     TaskKind,
@@ -76,7 +77,7 @@ class ResultStore(Protocol):
         """``(True, result)`` when ``task``'s call completed before, else ``(False, None)``."""
 
 
-class WorkflowEngine(DecoratorsMixin):
+class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
     """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
     and close it with ``await flow.shutdown()``, or use ``async with
     WorkflowEngine.create(...) as flow:``, which shuts it down on exit.
