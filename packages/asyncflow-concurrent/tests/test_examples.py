@@ -45,3 +45,9 @@ def test_blocks_with_dependency(tmp_path: Path) -> None:
     assert re.findall(r"WF\d (?:started|completed)", out[max(a, b):c]) == [
         "WF1 started", "WF1 completed", "WF2 started", "WF2 completed", "WF3 started",
         "WF3 completed"], "block C's workflows run after blocks A and B, one at a time"
+
+
+def test_services_example(tmp_path: Path) -> None:
+    out = run("services.py", tmp_path)
+    assert re.fullmatch(r"server http_server \(pid \d+\) at 127\.0\.0\.1:\d+: \[200, 200\]\n",
+                        out), out
