@@ -12,7 +12,6 @@ import json
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from radical.asyncflow import ConcurrentExecutionBackend, WorkflowEngine
 
 

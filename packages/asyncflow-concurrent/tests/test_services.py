@@ -152,6 +152,34 @@ async def test_a_later_death_is_logged_and_observed(tmp_path: Path,
     assert "stopped while the workflow was running" in caplog.text
 
 
+async def test_a_later_death_is_in_the_journal_and_the_report(tmp_path: Path) -> None:
+    from asyncflow.journal import read_run
+    from asyncflow.report import write_report
+
+    gone = asyncio.Event()
+
+    class Watcher:
+        @hookimpl
+        def asyncflow_service_exited(self) -> None:
+            gone.set()
+
+    async with WorkflowEngine.create("concurrent", work_dir=tmp_path, journal=True,
+                                     observers=[Watcher()]) as flow:
+        @flow.executable_task(service=True, task_description={"ready_line": "up"})
+        def short_lived() -> str:
+            return python("import sys; print('up', flush=True); sys.exit(4)")
+
+        service = short_lived()
+        await service
+        await gone.wait()
+    run = read_run(tmp_path / flow.uid)
+    task = run.tasks[service.uid]
+    assert task.state == "DONE" and task.exited is not None
+    assert task.exited[1] == 4 and "exited with code 4 after it was ready" in str(task.exited[2])
+    page = write_report(tmp_path / flow.uid).read_text()
+    assert "Services that ended during the run" in page and "short_lived" in page
+
+
 async def test_sigterm_then_sigkill_for_a_service_that_ignores_sigterm(tmp_path: Path) -> None:
     backend = ConcurrentExecutionBackend(service_grace=0.3)
     async with WorkflowEngine.create(backend, work_dir=tmp_path) as flow:
