@@ -44,6 +44,13 @@ async def test_blocks_cannot_be_services(flow: WorkflowEngine) -> None:
             pass
 
 
+async def test_a_service_has_a_ready_timeout_not_a_timeout(flow: WorkflowEngine) -> None:
+    with pytest.raises(ValueError, match="@executable_task on 'serve': a service runs until"):
+        @flow.executable_task(service=True, timeout=5)
+        def serve() -> str:
+            return "sleep 60"
+
+
 async def test_a_dry_run_plans_services_too(noop_flow: WorkflowEngine) -> None:
     @noop_flow.executable_task(service=True, task_description={"ready_port": 8080})
     def serve() -> str:

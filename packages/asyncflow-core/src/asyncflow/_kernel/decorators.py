@@ -153,6 +153,9 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     if service and kind == BLOCK:
         raise TypeError("service=True is for function and executable tasks; a block runs on "
                         "the engine's loop and cannot be a service")
+    if service and options.get("timeout") is not None:
+        raise ValueError("a service runs until the engine shuts down, so timeout= does not "
+                         "apply; task_description={'ready_timeout': s} bounds its start")
     description = options.get("task_description") or {}
     if not isinstance(description, dict):
         raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
