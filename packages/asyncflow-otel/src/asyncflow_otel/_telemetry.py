@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +25,11 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 
 from asyncflow import TaskState
+
+try:
+    import resource
+except ImportError:  # not on Windows: no process gauges there
+    resource = None  # type: ignore[assignment]
 from asyncflow_otel.__about__ import __version__
 
 if TYPE_CHECKING:
@@ -86,12 +90,13 @@ class Telemetry:
         self._duration = meter.create_histogram(
             "asyncflow.task.duration", unit="s",
             description="From a task's call to its end, by outcome")
-        self._observed = [meter.create_observable_gauge(
-            "asyncflow.process.cpu_time", callbacks=[_cpu_time], unit="s",
-            description="CPU time of the engine's process, read when metrics are collected"),
+        if resource is not None:
             meter.create_observable_gauge(
-            "asyncflow.process.max_rss", callbacks=[_max_rss], unit="By",
-            description="Peak resident memory of the engine's process")]
+                "asyncflow.process.cpu_time", callbacks=[_cpu_time], unit="s",
+                description="CPU time of the engine's process, read when metrics are collected")
+            meter.create_observable_gauge(
+                "asyncflow.process.max_rss", callbacks=[_max_rss], unit="By",
+                description="Peak resident memory of the engine's process")
         self._session = self._tracer.start_span(
             "asyncflow session", attributes={"asyncflow.session_id": engine.uid,
                                              "asyncflow.backends": list(engine.backends)})
