@@ -23,7 +23,13 @@ nox.options.sessions = ["lint", "typecheck", "tests", "eager_tasks", "integratio
 nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).parent
-PACKAGES = ["asyncflow-core", "asyncflow-concurrent", "asyncflow-dask", "asyncflow-radical"]
+PACKAGES = ["asyncflow-core", "asyncflow-concurrent", "asyncflow-dask", "asyncflow-radical",
+            "asyncflow-otel"]
+# What a package's tests run on besides itself (the telemetry tests need a real backend).
+TEST_NEEDS = {"asyncflow-otel": ("asyncflow-concurrent",)}
+# The overhead scripts of bench --backends, and the package each one measures.
+BENCH_SCRIPTS = {"dask_overhead.py": "asyncflow-dask", "radical_overhead.py": "asyncflow-radical",
+                 "telemetry_overhead.py": "asyncflow-otel"}
 CORE = "packages/asyncflow-core[progress,report,testing]"
 TEST_GROUP = "packages/asyncflow-core/pyproject.toml:test"  # core's test dependencies (PEP 735)
 
@@ -42,7 +48,7 @@ def install_packages(session: nox.Session, *packages: str) -> None:
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's tests against its installed distribution."""
-    install_packages(session, package)
+    install_packages(session, package, *TEST_NEEDS.get(package, ()))
     runner = ROOT / "packages" / package / "tests" / "run.sh"
     if runner.exists():  # a package whose tests need a prepared environment (RADICAL-Pilot)
         session.run("bash", str(runner), *session.posargs, external=True)
@@ -182,8 +188,8 @@ BENCH_PEERS = ["radical-asyncflow==0.6.0", "parsl", "dask[distributed]"]
 def bench(session: nox.Session) -> None:
     """The engine benchmark (benchmarks/run.py; options after ``--``, e.g. ``--reps 5``).
 
-    ``-- --backends`` adds benchmarks/concurrent_overhead.py, dask_overhead.py and
-    radical_overhead.py (those present).
+    ``-- --backends`` adds benchmarks/concurrent_overhead.py, dask_overhead.py,
+    radical_overhead.py and telemetry_overhead.py (those present).
     ``-- --peers`` also runs radical.asyncflow 0.6.0, Parsl and Dask side by side. They live
     in a separate environment, .nox/bench-peers: upstream ``radical.asyncflow`` has the
     import name of this project's alias, so the two cannot share one.
@@ -191,8 +197,8 @@ def bench(session: nox.Session) -> None:
     args = list(session.posargs)
     packages = ["asyncflow-concurrent"]
     if "--backends" in args:  # the backend packages' own overhead scripts, those present
-        packages += [f"asyncflow-{name}" for name in ("dask", "radical")
-                     if (ROOT / "benchmarks" / f"{name}_overhead.py").exists()]
+        packages += [package for script, package in BENCH_SCRIPTS.items()
+                     if (ROOT / "benchmarks" / script).exists()]
     install_packages(session, *packages)
     if "--profile" in args:
         session.install("pyinstrument")

@@ -36,7 +36,8 @@ from systems import DEFAULT, FLOORS, PEERS, SYSTEMS  # noqa: E402
 CHILD = str(HERE / "child.py")
 SCRATCH = tempfile.mkdtemp(prefix="asyncflow-bench-")  # the children's working directory
 # The backend packages' own benchmarks, run by --backends when present.
-EXTRA = ("concurrent_overhead.py", "dask_overhead.py", "radical_overhead.py")
+EXTRA = ("concurrent_overhead.py", "dask_overhead.py", "radical_overhead.py",
+         "telemetry_overhead.py")
 
 
 def child(python: str, *args: str, timeout: float) -> dict[str, Any]:

@@ -66,3 +66,9 @@ def test_workflow_scopes(tmp_path: Path) -> None:
     workflows = [t.workflow for t in read_run(run_dir).tasks.values()]
     assert workflows.count("alpha") == workflows.count("beta") == 4  # 3 tasks and the block
     assert workflows.count("audit") == 1
+
+
+def test_services_example(tmp_path: Path) -> None:
+    out = run("services.py", tmp_path)
+    assert re.fullmatch(r"server http_server \(pid \d+\) at 127\.0\.0\.1:\d+: \[200, 200\]\n",
+                        out), out

@@ -48,12 +48,13 @@ from asyncflow.backend import (
     TaskState,
     TaskUpdate,
 )
-from asyncflow.errors import TaskTimeoutError
+from asyncflow.errors import CapabilityError, TaskTimeoutError
 from asyncflow_concurrent import _prompts
 from asyncflow_concurrent._job import Job, Runner
 from asyncflow_concurrent._prompts import Completion
 
 if TYPE_CHECKING:
+    from asyncflow_concurrent._services import Service
     from asyncflow_concurrent._threads import ThreadRunner
 
 __all__ = ["ConcurrentExecutionBackend", "LocalExecutionBackend"]
@@ -86,6 +87,12 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             task fails with :class:`~asyncflow.CapabilityError` (a ``NotImplementedError``
             too, as RADICAL AsyncFlow's ``LocalExecutionBackend`` raised) saying how to give
             one.
+        service_grace: Seconds a service task's process group has between SIGTERM and
+            SIGKILL when the backend stops it.
+
+    Service tasks (``service=True``) run as their own process group, or, for an ``async def``
+    function service in the default mode, as a task on the event loop (see
+    :mod:`asyncflow.services`).
 
     Cancelling or timing out a task stops its body, except a plain ``def`` body running in
     a thread: threads cannot be interrupted, so such a task is settled at once (cancelled, or
@@ -100,10 +107,12 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         capture_stdio=True,
         timeouts=True,  # same exception
         prompt_tasks=True,  # through the prompt= completion function
+        services=True,  # commands as process groups; async def bodies on the loop
     )
 
     def __init__(self, executor: Executor | Literal["threads", "processes"] | None = None, *,
-                 max_workers: int | None = None, prompt: Completion | str | None = None) -> None:
+                 max_workers: int | None = None, prompt: Completion | str | None = None,
+                 service_grace: float = 5.0) -> None:
         super().__init__()
         self._prompt = _prompts.resolve(type(self).__name__, prompt)
         if isinstance(executor, str):
@@ -122,9 +131,15 @@ class ConcurrentExecutionBackend(ExecutionBackend):
                     max_workers < 1:
                 raise ValueError(f"{type(self).__name__}: max_workers must be a whole number "
                                  f">= 1, not {max_workers!r}")
+        if isinstance(service_grace, bool) or not isinstance(service_grace, int | float) or \
+                service_grace < 0:
+            raise ValueError(f"{type(self).__name__}: service_grace must be a number of seconds "
+                             f">= 0, not {service_grace!r}")
         self._executor = executor
         self._max_workers = max_workers
+        self.service_grace = float(service_grace)
         self._jobs: dict[str, Job] = {}
+        self._services: dict[str, Service] = {}  # service tasks, until they end
         self._runner: Runner | None = None  # processes mode
         self._threads: ThreadRunner | None = None  # the other modes
         self.mode: Mode = (
@@ -159,6 +174,9 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         runner = self._runner or self._threads
         if runner is not None:
             runner.closing = True
+        if self._services:  # SIGTERM, then SIGKILL after a grace period, all at once
+            await asyncio.gather(*(s.stop() for s in list(self._services.values())),
+                                 return_exceptions=True)
         drivers = []
         for job in list(self._jobs.values()):
             if job.call is not None:
@@ -191,6 +209,9 @@ class ConcurrentExecutionBackend(ExecutionBackend):
         threads = self._threads
         on_loop = self.mode == "loop"
         for spec in tasks:
+            if spec.service is not None:
+                self._start_service(spec)
+                continue
             job = Job(spec, report)
             jobs[spec.uid] = job
             if threads is not None and spec.kind is TaskKind.FUNCTION and not (
@@ -203,6 +224,12 @@ class ConcurrentExecutionBackend(ExecutionBackend):
                 job.driver = new_driver(drive(job))
 
     async def cancel(self, uid: str) -> bool:
+        service = self._services.get(uid)
+        if service is not None:
+            if service.is_ready:  # its task is DONE: only the shutdown stops it
+                return False
+            await service.stop()
+            return True
         job = self._jobs.get(uid)
         if job is None or job.finished:
             return False
@@ -219,6 +246,27 @@ class ConcurrentExecutionBackend(ExecutionBackend):
             return False
         self._stop(job, job.driver)
         return True
+
+    def _start_service(self, spec: TaskSpec) -> None:
+        if spec.kind is TaskKind.FUNCTION and not (spec.is_coroutine and self.mode == "loop"):
+            self.report(TaskUpdate.failed(spec.uid, CapabilityError(
+                f"service {spec.name!r} ({spec.uid}): the concurrent backend runs function "
+                "services only as `async def` bodies on the event loop (executor=None); make "
+                "it an executable service or an async def")))
+            return
+        if spec.kind is TaskKind.FUNCTION and spec.service is not None \
+                and spec.service.line is not None:
+            self.report(TaskUpdate.failed(spec.uid, ValueError(
+                f"service {spec.name!r} ({spec.uid}): ready_line needs a command's output; a "
+                "function service becomes ready on ready_port or ready_file")))
+            return
+        from asyncflow_concurrent._services import Service
+
+        service = Service(spec, self.report, self.service_grace)
+        self._services[spec.uid] = service
+        service.task = asyncio.get_running_loop().create_task(service.run(),
+                                                              name=f"service {spec.uid}")
+        service.task.add_done_callback(lambda _: self._services.pop(spec.uid, None))
 
     @staticmethod
     def _warn_unstoppable(job: Job) -> None:

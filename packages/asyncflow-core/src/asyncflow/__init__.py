@@ -46,12 +46,15 @@ from asyncflow.errors import (
     ExecutableFailedError,
     PluginLoadError,
     RemoteTraceback,
+    ServiceExitedError,
+    ServiceNotReadyError,
     TaskTimeoutError,
     UnknownBackendError,
     WorkerLostError,
 )
 from asyncflow.executables import CommandOutput
 from asyncflow.retries import RetryPolicy, current_attempt
+from asyncflow.services import ServiceEndpoint
 
 __all__ = [
     "AsyncFlowError",
@@ -72,6 +75,9 @@ __all__ = [
     "PluginLoadError",
     "RemoteTraceback",
     "RetryPolicy",
+    "ServiceEndpoint",
+    "ServiceExitedError",
+    "ServiceNotReadyError",
     "TaskFuture",
     "TaskKind",
     "TaskRecord",

@@ -45,7 +45,10 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
+
+if TYPE_CHECKING:
+    from asyncflow.services import Readiness
 
 from asyncflow.errors import BackendOptionError
 
@@ -109,6 +112,11 @@ class Capabilities:
     prompt_tasks: bool = False
     """Answers prompts (``TaskKind.PROMPT``): sends ``spec.prompt`` with ``spec.description``
     to a language model, or whatever completes text, and reports the answer as the value."""
+    services: bool = False
+    """Runs service tasks (``spec.service`` set): reports ``DONE`` with a
+    :class:`~asyncflow.services.ServiceEndpoint` once the service is ready, keeps it running
+    until shutdown, and if it ends on its own after that, reports one ``FAILED`` with
+    :class:`~asyncflow.ServiceExitedError` (the only report allowed after a terminal one)."""
 
     def missing(self, **needed: bool) -> list[str]:
         """Names among ``needed`` that are requested (``True``) but not provided."""
@@ -160,6 +168,8 @@ class _TaskSpecFields(NamedTuple):
     """``OutputFile`` objects found in the arguments."""
     prompt: str | None
     """For prompt tasks: the text the body returned, to be answered."""
+    service: Readiness | None
+    """For service tasks: when the service counts as ready (see :mod:`asyncflow.services`)."""
 
 
 class TaskSpec(_TaskSpecFields):
@@ -183,12 +193,12 @@ class TaskSpec(_TaskSpecFields):
                 stdout: Path | None = None, stderr: Path | None = None,
                 timeout: float | None = None, attempt: int = 1, is_coroutine: bool = False,
                 input_files: tuple[Any, ...] = (), output_files: tuple[Any, ...] = (),
-                prompt: str | None = None) -> Self:
+                prompt: str | None = None, service: Readiness | None = None) -> Self:
         # ``kwargs`` and ``description`` default to a new empty dict each
         return _new_tuple(cls, (
             uid, name, kind, function, args, {} if kwargs is None else kwargs, command, shell,
             {} if description is None else description, env, cwd, stdout, stderr, timeout,
-            attempt, is_coroutine, input_files, output_files, prompt))
+            attempt, is_coroutine, input_files, output_files, prompt, service))
 
     __setattr__ = _frozen
     __delattr__ = _frozen
@@ -202,7 +212,8 @@ def _function_spec(uid: str, name: str, function: Callable[..., Any], args: tupl
     ``TaskSpec()``'s keywords and defaults cost more than the rest of it."""
     return _new_tuple(TaskSpec, (
         uid, name, TaskKind.FUNCTION, function, args, kwargs, None, False, description, None,
-        None, None, None, timeout, attempt, is_coroutine, input_files, output_files, None))
+        None, None, None, timeout, attempt, is_coroutine, input_files, output_files, None,
+        None))
 
 
 class TaskUpdate(NamedTuple):

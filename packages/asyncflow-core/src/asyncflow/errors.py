@@ -18,6 +18,8 @@ __all__ = [
     "ExecutableFailedError",
     "PluginLoadError",
     "RemoteTraceback",
+    "ServiceExitedError",
+    "ServiceNotReadyError",
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerLostError",
@@ -87,6 +89,43 @@ class TaskTimeoutError(AsyncFlowError, TimeoutError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.task, self.timeout))
+
+
+class ServiceExitedError(AsyncFlowError):
+    """A service task's process ended on its own: before it was ready (the task's future
+    fails with this), or afterwards (logged and passed to the ``asyncflow_service_exited``
+    hook). ``output`` is the tail of what it printed (stdout and stderr)."""
+
+    def __init__(self, task: str, exit_code: int | None, output: str = "",
+                 ready: bool = False) -> None:
+        self.task = task
+        self.exit_code = exit_code
+        self.output = output
+        self.ready = ready
+        when = "after it was ready" if ready else "before it was ready"
+        tail = stderr_tail(output)
+        detail = f"\noutput (last lines):\n{tail}" if tail else " (it printed nothing)"
+        super().__init__(f"service {task!r} exited with code {exit_code} {when}{detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task, self.exit_code, self.output, self.ready))
+
+
+class ServiceNotReadyError(AsyncFlowError, TimeoutError):
+    """A service task did not become ready within its ``ready_timeout``; it was stopped."""
+
+    def __init__(self, task: str, timeout: float, condition: str, output: str = "") -> None:
+        self.task = task
+        self.timeout = timeout
+        self.condition = condition
+        self.output = output
+        tail = stderr_tail(output)
+        detail = f"\noutput (last lines):\n{tail}" if tail else " (it printed nothing)"
+        super().__init__(f"service {task!r} was not ready ({condition}) within {timeout:g} s"
+                         f" and was stopped{detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task, self.timeout, self.condition, self.output))
 
 
 class WorkerLostError(AsyncFlowError):

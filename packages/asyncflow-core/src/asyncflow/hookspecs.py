@@ -34,6 +34,7 @@ __all__ = [
     "asyncflow_engine_started",
     "asyncflow_engine_stopped",
     "asyncflow_register_backends",
+    "asyncflow_service_exited",
     "asyncflow_task_created",
     "asyncflow_task_state_changed",
     "hookimpl",
@@ -109,6 +110,19 @@ def asyncflow_task_state_changed(
     :param task: the task's record (``uid``, ``name``, ``kind``, ``backend``, ``attempt``...).
     :param old: the previous state.
     :param new: the new state.
+    """
+
+
+@_spec
+def asyncflow_service_exited(engine: WorkflowEngine, service: TaskFuture[Any],
+                             error: BaseException | None) -> None:
+    """Called on the event loop when a service task that was ready (its future DONE) ends on
+    its own while the engine runs; not for the services the shutdown stops.
+
+    :param engine: the engine the service belongs to.
+    :param service: the service task's future (``uid``, ``name``, its endpoint as result).
+    :param error: why it ended, usually :class:`~asyncflow.ServiceExitedError` with the exit
+        code and the tail of its output.
     """
 
 

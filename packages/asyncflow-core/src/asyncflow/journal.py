@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS events (
     kind       TEXT,               -- function, executable, prompt or block
     block      TEXT,               -- uid of the enclosing block
     backend    TEXT,
-    state      TEXT NOT NULL,      -- PENDING, RUNNING, DONE, FAILED, CANCELLED
+    state      TEXT NOT NULL,      -- PENDING, RUNNING, DONE, FAILED, CANCELLED; EXITED: a
+                                   -- ready service (DONE) that ended on its own later
     attempt    INTEGER,
     exit_code  INTEGER,            -- executables: 0 when DONE, the code when it failed
     error_type TEXT,               -- FAILED, or PENDING again after a failed attempt
@@ -167,6 +168,17 @@ class Journal:
                 and not task.resumed:
             self._store(task)
         self._add(task, new)
+
+    def service_exited(self, service: TaskFuture[Any], error: BaseException | None) -> None:
+        self._events.append((
+            self.session, time.time(), service.uid, service.name, None, None, None, None,
+            "EXITED", None, getattr(error, "exit_code", None),
+            type(error).__name__ if error is not None else None,
+            str(error)[:_ERROR_CHARS] if error is not None else None, 0, None,
+        ))
+        if not self._handoff_scheduled:
+            self._handoff_scheduled = True
+            self._loop.call_soon(self._hand_off)
 
     def _add(self, task: TaskRecord, state: TaskState) -> None:
         exit_code = error_type = error = None
@@ -358,6 +370,12 @@ class JournalPlugin:
             self.journal.task_changed(task, new)
 
     @hookimpl
+    def asyncflow_service_exited(self, service: TaskFuture[Any],
+                                 error: BaseException | None) -> None:
+        if self.journal is not None:
+            self.journal.service_exited(service, error)
+
+    @hookimpl
     def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
         if self.journal is not None:
             self.journal.close(error)
@@ -396,6 +414,8 @@ class TaskRun:
     dependencies: list[str] = field(default_factory=list)
     failed_attempts: list[tuple[float, int, str | None, str | None]] = field(
         default_factory=list)  # (time, attempt that failed, error type, error)
+    exited: tuple[float, int | None, str | None] | None = None
+    """A service that ended on its own after it was ready: (time, exit code, error)."""
 
     @property
     def duration(self) -> float | None:
@@ -467,6 +487,9 @@ def _fold(events: Iterable[sqlite3.Row], has_workflow: bool = True) -> dict[str,
                                              block=e["block"], workflow=workflow,
                                              created=e["time"])
         state = e["state"]
+        if state == "EXITED":  # after the service's DONE, which stays its state
+            task.exited = (e["time"], e["exit_code"], e["error"])
+            continue
         task.state = state
         task.attempts = max(task.attempts, e["attempt"] or 1)
         task.backend = e["backend"] or task.backend

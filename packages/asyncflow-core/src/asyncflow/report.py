@@ -314,7 +314,7 @@ def write_html(run: Run, path: Path) -> Path:
         "<h2>Tasks by backend and state</h2>", _counts_table(run),
         "<h2>Workflows</h2>", _workflows_table(run),
         "<h2>Durations by task</h2>", _durations_table(run),
-        "<h2>Failures</h2>", _failures(run),
+        "<h2>Failures</h2>", _failures(run), _exited_services(run),
         f'<p class="meta">Written by asyncflow report from {html.escape(str(run.path))} on '
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}.</p>",
         "</body></html>",
@@ -449,6 +449,20 @@ def _failures(run: Run, limit: int = 200) -> str:
         parts.append(f"<p>{knock_on} more task(s) failed without running because a task they "
                      f"depend on failed ({DEPENDENCY_FAILURE}).</p>")
     return "\n".join(parts)
+
+
+def _exited_services(run: Run) -> str:
+    exited = sorted(((t.exited, t) for t in run.tasks.values() if t.exited is not None),
+                    key=lambda pair: pair[0][0])  # by time
+    if not exited:
+        return ""
+    rows = [[f"<code>{html.escape(t.uid)}</code>", html.escape(t.name),
+             NONE if code is None else str(code),
+             f'<td class="text">{html.escape(error or "")}</td>']
+            for (_, code, error), t in exited]
+    return ("<h2>Services that ended during the run</h2>" +
+            _table(["service", "name", "exit code", "error"], rows, text=2)
+            .replace("<th>error</th>", '<th class="l">error</th>'))
 
 
 # -- PNG -------------------------------------------------------------------------------------

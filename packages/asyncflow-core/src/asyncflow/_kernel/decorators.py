@@ -81,7 +81,9 @@ class DecoratorsMixin:
         is merged over it, the call wins), ``capture_stdio=`` (executables only),
         ``retries=N`` with ``retry_backoff=s``, ``retry_jitter=f`` and ``retry_on=`` (or
         ``retries=RetryPolicy(...)``; see :mod:`asyncflow.retries`), ``cache_key=`` (what
-        identifies a call when a run is resumed; see the Observability docs).
+        identifies a call when a run is resumed; see the Observability docs),
+        ``service=True`` (a long-running service whose future resolves when it is ready; see
+        :mod:`asyncflow.services`).
         """
         return self._decorate(FUNCTION, fn, options)
 
@@ -150,7 +152,7 @@ class DecoratorsMixin:
 _DECORATOR = {FUNCTION: "function_task", EXECUTABLE: "executable_task", PROMPT: "prompt_task",
               BLOCK: "block"}
 _ALLOWED = {"backend", "retries", "retry_backoff", "retry_jitter", "retry_on", "timeout",
-            "capture_stdio", "task_description", "cache_key"}
+            "capture_stdio", "task_description", "cache_key", "service"}
 
 
 def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
@@ -168,12 +170,22 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     timeout = options.get("timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ValueError(f"timeout= must be a positive number of seconds, not {timeout!r}")
+    service = options.get("service", False)
+    if not isinstance(service, bool):
+        raise TypeError(f"service= must be True or False, not {service!r}")
+    if service and kind == BLOCK:
+        raise TypeError("service=True is for function and executable tasks; a block runs on "
+                        "the engine's loop and cannot be a service")
+    if service and options.get("timeout") is not None:
+        raise ValueError("a service runs until the engine shuts down, so timeout= does not "
+                         "apply; task_description={'ready_timeout': s} bounds its start")
     description = options.get("task_description") or {}
     if not isinstance(description, dict):
         raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
     return TaskOptions(backend=backend, timeout=timeout,
                        capture_stdio=bool(options.get("capture_stdio", False)),
-                       description=description, retry=retry, cache_key=cache_key)
+                       description=description, retry=retry, cache_key=cache_key,
+                       service=service)
 
 
 def _workflow_id(value: Any, name: str) -> str | None:

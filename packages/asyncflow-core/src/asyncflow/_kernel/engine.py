@@ -37,6 +37,7 @@ from asyncflow._kernel.task import (
     TaskOptions,
     TaskRecord,
 )
+from asyncflow._kernel.telemetry import TelemetryMixin
 from asyncflow._kernel.workflows import WorkflowScope, new_workflow_id
 from asyncflow.backend import (
     ExecutionBackend,
@@ -55,6 +56,7 @@ from asyncflow.errors import (
     UnknownBackendError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
+from asyncflow.services import readiness
 
 if TYPE_CHECKING:
     from asyncflow.graph import TaskGraph
@@ -79,7 +81,7 @@ class ResultStore(Protocol):
         """``(True, result)`` when ``task``'s call completed before, else ``(False, None)``."""
 
 
-class WorkflowEngine(DecoratorsMixin):
+class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
     """Runs tasks on execution backends. Create it with ``await WorkflowEngine.create(...)``
     and close it with ``await flow.shutdown()``, or use ``async with
     WorkflowEngine.create(...) as flow:``, which shuts it down on exit.
@@ -123,6 +125,8 @@ class WorkflowEngine(DecoratorsMixin):
         self._submitters: dict[ExecutionBackend, Submitter] = {}  # made when the engine starts
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
+        # Service tasks that became ready: DONE, yet running until shutdown (or their end).
+        self._services: dict[str, TaskFuture[Any]] = {}
         self._closing: asyncio.Task[None] | None = None
         # Settling work found while settling (dependents to fail or cancel, blocks to stop),
         # done in order by the outermost _finish or _cancel: nothing recurses per task.
@@ -237,6 +241,7 @@ class WorkflowEngine(DecoratorsMixin):
                     task.cancel()
             for record in list(self._records.values()):  # a block body ignored its cancellation
                 self._finish(record, TaskState.CANCELLED, "the workflow engine is shutting down")
+            self._services.clear()  # closing their backends stops them
             if not skip_backends:
                 closes = {self._spawn(b.close(), f"close {b.name}"): b
                           for b in self.backends.values()}
@@ -495,7 +500,7 @@ class WorkflowEngine(DecoratorsMixin):
         kind = _KINDS[record.kind]
         # The usual case, a function task on a backend that runs functions, is settled by two
         # attribute reads; anything else goes through the full check.
-        if kind is not TaskKind.FUNCTION or not caps.function_tasks or (
+        if kind is not TaskKind.FUNCTION or not caps.function_tasks or options.service or (
                 options.timeout is not None and not caps.timeouts):
             missing = caps.missing(
                 function_tasks=kind is TaskKind.FUNCTION,
@@ -503,6 +508,7 @@ class WorkflowEngine(DecoratorsMixin):
                 prompt_tasks=kind is TaskKind.PROMPT,
                 capture_stdio=options.capture_stdio and kind is TaskKind.EXECUTABLE,
                 timeouts=options.timeout is not None,
+                services=options.service,
             )
             if missing:
                 raise CapabilityError(
@@ -516,9 +522,12 @@ class WorkflowEngine(DecoratorsMixin):
             fn = record.fn
             if options.retry is not None:  # the body can ask for its attempt
                 fn = with_attempt(fn, record.attempt, options.is_coroutine)
-            return _function_spec(record.uid, record.name, fn, record.args, record.kwargs, desc,
+            spec = _function_spec(record.uid, record.name, fn, record.args, record.kwargs, desc,
                                   options.timeout, record.attempt, options.is_coroutine, inputs,
                                   outputs)
+            if options.service:
+                spec = spec._replace(service=readiness(record.name, desc))
+            return spec
         command = record.command
         assert command is not None
         if kind is TaskKind.PROMPT:
@@ -534,7 +543,8 @@ class WorkflowEngine(DecoratorsMixin):
                         else executables.argv(command, record.name), shell=shell, description=extra,
                         env=desc.get("env"), cwd=desc.get("cwd"), stdout=stdout,
                         stderr=stderr, timeout=options.timeout, attempt=record.attempt,
-                        input_files=inputs, output_files=outputs)
+                        input_files=inputs, output_files=outputs,
+                        service=readiness(record.name, desc) if options.service else None)
 
     def _submit_failed(self, backend: ExecutionBackend, specs: list[TaskSpec],
                        exc: Exception) -> None:
@@ -563,6 +573,9 @@ class WorkflowEngine(DecoratorsMixin):
     def _on_update(self, update: TaskUpdate) -> None:
         record = self._records.get(update.uid)
         if record is None or record.spec is None:
+            if update.uid in self._services:
+                self._service_exited(update)
+                return
             log.debug("ignoring a report for %s, which is not in flight: %s", update.uid,
                       update.state)
             return
@@ -574,6 +587,8 @@ class WorkflowEngine(DecoratorsMixin):
             elif state is TaskState.DONE:
                 if update.ref is not None:
                     record.future._ref = (record.backend_instance, update.ref)
+                if record.options.service:
+                    self._services[record.uid] = record.future
                 self._finish(record, TaskState.DONE, update.value)
             elif state is TaskState.FAILED:
                 policy = record.options.retry
@@ -586,6 +601,18 @@ class WorkflowEngine(DecoratorsMixin):
                                  "a TaskState")
         except Exception as exc:  # raised into the backend's report, it would be lost
             self._internal_error(record, exc)
+
+    def _service_exited(self, update: TaskUpdate) -> None:
+        """A ready service ended on its own: its future is long settled, so say it aloud."""
+        service = self._services.pop(update.uid)
+        if self._closing is not None:  # stopped by the shutdown, as it should be
+            return
+        error = update.error
+        log.error("service %r (%s) stopped while the workflow was running: %s", service.name,
+                  service.uid, error)
+        if self._observers.service_exited:
+            self._observers.call(self._observers.service_exited, engine=self, service=service,
+                                 error=error)
 
     def _retry(self, record: TaskRecord, policy: RetryPolicy,
                error: BaseException | None) -> bool:

@@ -45,6 +45,8 @@ class TaskOptions:
     """How failed attempts are retried; ``None`` when ``retries`` is 0."""
     cache_key: Callable[..., str] | str | None = None
     """With ``resume=True``: what identifies a call instead of its arguments."""
+    service: bool = False
+    """A service task: resolved when ready, running until shutdown (:mod:`asyncflow.services`)."""
 
 
 @final

@@ -156,10 +156,12 @@ class Observers:
     out of every hook of this engine: a broken plugin never slows the run down again.
     """
 
-    __slots__ = ("engine_started", "engine_stopped", "task_created", "task_state_changed")
+    __slots__ = ("engine_started", "engine_stopped", "service_exited", "task_created",
+                 "task_state_changed")
 
     engine_started: list[Impl]
     engine_stopped: list[Impl]
+    service_exited: list[Impl]
     task_created: list[Impl]
     task_state_changed: list[Impl]
 

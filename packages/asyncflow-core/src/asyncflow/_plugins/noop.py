@@ -24,6 +24,7 @@ class NoopExecutionBackend(ExecutionBackend):
     capabilities = Capabilities(
         function_tasks=True, executable_tasks=True, cancel_running=True, capture_stdio=True,
         timeouts=True, file_staging=True, resources=True, prompt_tasks=True,
+        services=True,  # a dry run of a workflow with services plans them too
     )
 
     def __init__(self) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -17,6 +19,11 @@ from typing import Any
 class ConformanceError(Exception):
     """The exception the kit's failing bodies raise; a custom type survives only if the
     backend keeps exception types."""
+
+
+def python_command(code: str) -> str:
+    """A command line that runs ``code`` in this Python, unbuffered."""
+    return shlex.join([sys.executable, "-u", "-c", code])
 
 
 def add(a: int, b: int) -> int:

@@ -28,7 +28,15 @@ from asyncflow import _plugins
 from asyncflow._config import build
 from asyncflow._kernel.engine import WorkflowEngine
 from asyncflow.backend import Capabilities, ExecutionBackend, TaskState, TaskUpdate
-from asyncflow.errors import DependencyFailureError, ExecutableFailedError, TaskTimeoutError
+from asyncflow.errors import (
+    CapabilityError,
+    DependencyFailureError,
+    ExecutableFailedError,
+    ServiceExitedError,
+    TaskTimeoutError,
+)
+from asyncflow.hookspecs import hookimpl
+from asyncflow.services import ServiceEndpoint
 from asyncflow.testing import _bodies as bodies
 from asyncflow.testing._harness import Driver, Recorder, count_calls
 
@@ -584,6 +592,121 @@ class BackendConformance:
             finally:
                 await self.shut(flow)
         self.run(scenario)
+
+    # -- service tasks ---------------------------------------------------------------------
+
+    def test_engine_refuses_services_without_the_capability(self, tmp_path: Path) -> None:
+        if self.backend_class.capabilities.services:
+            pytest.skip(f"{self.backend_class.__name__}.capabilities.services is True")
+
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                def service_command() -> str:
+                    return "sleep 60"
+
+                serve = flow.executable_task(service_command, service=True)
+
+                with pytest.raises(CapabilityError, match="services"):
+                    await serve()
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_service_ready_then_stopped_at_shutdown(self, tmp_path: Path) -> None:
+        # Ready on a line of its output; the endpoint carries the line's named groups.
+        command = bodies.python_command(
+            "import os, time; print('ready pid', os.getpid(), flush=True); time.sleep(600)")
+
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                service = serve(task_description={"ready_line": r"ready pid (?P<pid>\d+)",
+                                                  "ready_timeout": self.gate_limit})
+                endpoint = await service
+                assert isinstance(endpoint, ServiceEndpoint)
+                assert service.state == TaskState.DONE
+                assert endpoint.line is not None and endpoint.line.startswith("ready pid")
+                pid = int(endpoint.match["pid"])
+            finally:
+                await self.shut(flow)
+            if not self.backend_class.capabilities.remote_workers:
+                assert not _alive(pid), f"service process {pid} outlived the shutdown"
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_service_that_dies_early_fails_with_exit_code(self, tmp_path: Path) -> None:
+        command = bodies.python_command(
+            "import sys; print('cannot bind', file=sys.stderr); sys.exit(5)")
+
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                with pytest.raises(ServiceExitedError) as raised:
+                    await serve(task_description={"ready_line": "never printed",
+                                                  "ready_timeout": self.gate_limit})
+                assert raised.value.exit_code == 5
+                assert not raised.value.ready
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_service_that_dies_later_is_reported(self, tmp_path: Path) -> None:
+        command = bodies.python_command("import sys; print('up', flush=True); sys.exit(7)")
+
+        async def scenario() -> None:
+            exited: asyncio.Future[tuple[str, BaseException | None]] = \
+                asyncio.get_running_loop().create_future()
+
+            class Watcher:
+                @hookimpl
+                def asyncflow_service_exited(self, service: Any,
+                                             error: BaseException | None) -> None:
+                    if not exited.done():
+                        exited.set_result((service.uid, error))
+
+            self.waiting_for = "WorkflowEngine.create()"
+            flow = await WorkflowEngine.create(backend=self.make_backend(), work_dir=tmp_path,
+                                               observers=[Watcher()])
+            self.waiting_for = "the service's end to be reported"
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                service = serve(task_description={"ready_line": "^up$",
+                                                  "ready_timeout": self.gate_limit})
+                await service
+                uid, error = await exited
+                assert uid == service.uid
+                assert isinstance(error, ServiceExitedError), error
+                assert error.ready and error.exit_code == 7
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _listing(title: str, items: list[str], limit: int = 10) -> str:
