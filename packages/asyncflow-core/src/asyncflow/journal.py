@@ -175,6 +175,7 @@ class Journal:
             "EXITED", None, getattr(error, "exit_code", None),
             type(error).__name__ if error is not None else None,
             str(error)[:_ERROR_CHARS] if error is not None else None, 0, None,
+            service.workflow_id,
         ))
         if not self._handoff_scheduled:
             self._handoff_scheduled = True
