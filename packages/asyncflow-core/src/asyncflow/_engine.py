@@ -39,6 +39,7 @@ from asyncflow.errors import (
     CapabilityError,
     DependencyFailureError,
     EngineClosedError,
+    TaskExitError,
     UnknownBackendError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
@@ -415,6 +416,9 @@ class WorkflowEngine(DecoratorsMixin):
             raise
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: this task, not the loop
+            self._finish(record, TaskState.FAILED,
+                         error=TaskExitError(f"{record.name!r} ({record.uid})", exc))
         else:
             if is_block:
                 self._finish(record, TaskState.DONE, value)

@@ -41,6 +41,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
 
+from asyncflow.errors import TaskExitError
+
 __all__ = [
     "Capabilities",
     "ExecutionBackend",
@@ -222,6 +224,8 @@ class TaskUpdate(NamedTuple):
 
     @classmethod
     def failed(cls, uid: str, error: BaseException) -> TaskUpdate:
+        if not isinstance(error, Exception):  # SystemExit, KeyboardInterrupt: not the program's
+            error = TaskExitError(uid, error)
         return _new_tuple(cls, (uid, TaskState.FAILED, None, error, None))
 
     @classmethod
