@@ -5,7 +5,8 @@ signals), once for all engines of the process, and the previous handlers are res
 the last engine closes: both kinds, those set with ``signal.signal`` and those the program
 (aiohttp, uvicorn) added with ``loop.add_signal_handler``. After the shutdown the signal is
 raised again with the previous handler in place, which chains to it: the program's own
-handler runs, Ctrl-C still ends in KeyboardInterrupt, SIGTERM still terminates.
+handler runs, Ctrl-C still ends in KeyboardInterrupt, SIGTERM still terminates. In a Jupyter
+kernel SIGINT is the kernel's: its interrupt cancels what the cell awaits, nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,14 @@ def install(engine: WorkflowEngine) -> None:
     _engines.append(engine)
 
 
+def _in_kernel() -> bool:
+    """Whether this process is a running IPython kernel (Jupyter). The kernel turns an
+    interrupt into the cancellation of what the cell awaits; the engines, their backends and
+    their tasks outside that cell stay up for the next cell, until ``shutdown()``."""
+    kernelapp = sys.modules.get("ipykernel.kernelapp")  # never imported here, only looked up
+    return kernelapp is not None and bool(kernelapp.IPKernelApp.initialized())
+
+
 def uninstall(engine: WorkflowEngine) -> None:
     """Called last in an engine's shutdown; raises a pending signal after the last one."""
     global _pending
@@ -75,6 +85,10 @@ def uninstall(engine: WorkflowEngine) -> None:
 
 def _on_signal(sig: int) -> None:
     global _pending
+    if sig == signal.SIGINT and _in_kernel():
+        # An interrupt of a Jupyter cell: the kernel's own handler cancels what the cell
+        # awaits; ours only woke the loop so that it runs (the kernel's handler does not).
+        return
     if _pending is not None:  # a second signal while shutting down: stop waiting
         _forget()
         signal.raise_signal(sig)
