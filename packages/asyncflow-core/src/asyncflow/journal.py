@@ -128,24 +128,11 @@ class Journal:
         self.resume = resume
         self.store_results = resume and not engine.dry_run  # a dry run's results are dummies
         self._loop = engine.loop
-        conn = _connect(self.path)
         try:
-            with conn:
-                conn.executescript(SCHEMA)
-                row = conn.execute(
-                    "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
-                    (engine.uid, _script(), socket.gethostname(), os.getpid(),
-                     json.dumps(list(engine.backends)), int(engine.dry_run), time.time()),
-                ).fetchone()
-            if resume and row[0] > 1:
-                _warn_if_nothing_to_resume(conn, engine.uid, row[0])
+            self.session: int = self._start_session(engine, resume)
         except BaseException:
             os.close(self._lock)
             raise
-        finally:
-            conn.close()
-        self.session: int = row[0]
         self._reader = _connect(self.path) if resume else None  # lookups, on the loop thread
         self._events: list[tuple[Any, ...]] = []
         self._dependencies: list[tuple[Any, ...]] = []
@@ -156,6 +143,23 @@ class Journal:
                                         daemon=True)
         self._writer.start()
         self._closed = False
+
+    def _start_session(self, engine: WorkflowEngine, resume: bool) -> int:
+        conn = _connect(self.path)
+        try:
+            with conn:
+                conn.executescript(SCHEMA)
+                session: int = conn.execute(
+                    "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
+                    (engine.uid, _script(), socket.gethostname(), os.getpid(),
+                     json.dumps(list(engine.backends)), int(engine.dry_run), time.time()),
+                ).fetchone()[0]
+            if resume and session > 1:
+                _warn_if_nothing_to_resume(conn, engine.uid, session)
+        finally:
+            conn.close()
+        return session
 
     # -- the loop side: cheap appends, one hand-off per loop iteration ---------------------
 
