@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import traceback
 from multiprocessing import util
@@ -107,6 +108,15 @@ def _own_state() -> None:
         _pid = os.getpid()
         _loop = None
         _channels.clear()
+        # Ctrl-C in a terminal reaches the whole process group, workers too. What it means is
+        # the engine's process's to decide (it stops the workers itself): it must not fail the
+        # body a worker runs. A handler, not SIG_IGN, so the commands a body starts get the
+        # default back when they exec.
+        signal.signal(signal.SIGINT, _leave_interrupt_to_the_engine)
+
+
+def _leave_interrupt_to_the_engine(sig: int, frame: Any) -> None:
+    pass
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
