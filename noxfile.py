@@ -76,6 +76,7 @@ def eager_tasks(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Cross-package tests: the examples end to end, the CLI, configuration files."""
     install_packages(session, *PACKAGES[:3])
+    session.install("nbclient", "ipykernel")  # test_jupyter runs a notebook in a real kernel
     session.run("pytest", "tests", *session.posargs)
 
 

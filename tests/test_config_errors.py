@@ -135,6 +135,20 @@ async def test_option_of_the_wrong_type(line: str, fragment: str, project: Path)
     assert fragment in str(raised.value)
 
 
+@pytest.mark.parametrize("where", ["cwd", "env_file", "create"])
+async def test_a_value_the_backend_refuses_names_the_file_and_the_key(
+        where: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The constructor's own check (max_workers >= 1) cannot name where the value came from.
+    path, given = place(where, "[backends.concurrent]\nmax_workers = 0\n", project, tmp_path,
+                        monkeypatch)
+    with pytest.raises(ConfigError) as raised:
+        await WorkflowEngine.create(config=given)
+    assert str(raised.value) == (
+        f"{path}: backends.concurrent.max_workers = 0: ConcurrentExecutionBackend: max_workers "
+        "must be a whole number >= 1, not 0")
+    assert raised.value.__suppress_context__
+
+
 async def test_option_the_backend_does_not_take(project: Path) -> None:
     path = write(project / "asyncflow.toml", 'backend = "probe"\n[backends.probe]\nworker = 2\n')
     with pytest.raises(TypeError) as raised:  # a BackendOptionError is a TypeError too

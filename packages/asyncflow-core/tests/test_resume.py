@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from loop_backend import LoopBackend
 
-from asyncflow import WorkflowEngine
+from asyncflow import RunInUseError, WorkflowEngine
 from asyncflow.journal import FILENAME, read_run
 
 TESTS = Path(__file__).parent
@@ -181,7 +181,7 @@ CHILD = """
 import asyncio, os, sys, time
 sys.path.insert(0, {tests!r})
 from loop_backend import LoopBackend
-from asyncflow import WorkflowEngine
+from asyncflow import RunInUseError, WorkflowEngine
 
 SIDE, WORK = sys.argv[1], sys.argv[2]
 
@@ -264,7 +264,7 @@ def test_a_run_killed_half_way_runs_no_completed_task_twice(tmp_path: Path) -> N
 
 SCRIPT = """
 import asyncio, pathlib
-from asyncflow import WorkflowEngine
+from asyncflow import RunInUseError, WorkflowEngine
 
 async def main():
     flow = await WorkflowEngine.create()
@@ -296,3 +296,53 @@ def test_asyncflow_run_resume_skips_what_the_last_run_completed(
     [run_dir] = [p for p in tmp_path.iterdir() if (p / FILENAME).exists()]
     run = read_run(run_dir)
     assert run.session == 2 and all(t.resumed for t in run.tasks.values())
+
+
+HOLDER = """
+import asyncio, sys
+from asyncflow import RunInUseError, WorkflowEngine
+
+async def main():
+    async with WorkflowEngine.create(backend="noop", work_dir=sys.argv[1], uid="shared",
+                                     journal=True):
+        print("holding", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # until the test lets go
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_cannot_run_one_run_at_once(tmp_path: Path) -> None:
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(tmp_path), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 60) == b"holding\n"
+        with pytest.raises(RunInUseError, match=rf"run 'shared' \(.*\) is in use by process "
+                                                rf"{holder.pid} on "):
+            await WorkflowEngine.create(backend=LoopBackend(), work_dir=tmp_path,
+                                        resume="shared")
+        holder.stdin.write(b"\n")
+        assert await asyncio.wait_for(holder.wait(), 60) == 0
+    finally:
+        if holder.returncode is None:  # never leave it behind
+            holder.kill()
+            await holder.wait()
+    async with WorkflowEngine.create(backend=LoopBackend(), work_dir=tmp_path,
+                                     resume="shared") as flow:  # free once it ended
+        assert flow.uid == "shared"
+    assert len(read_run(tmp_path / "shared").sessions) == 2
+
+
+async def test_resuming_a_run_that_kept_no_results_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for resume in (False, True):
+        workflow = Workflow()
+        async with WorkflowEngine.create(backend=LoopBackend(), work_dir=tmp_path, uid="plain",
+                                         journal=True, resume=resume) as flow:
+            await workflow.run(flow)
+        assert len(workflow.ran) == 6  # the second time too: nothing was kept
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asyncflow.journal"]
+    assert warnings == ["run 'plain' has no stored results to resume from (it was journaled "
+                        "without resume=True, which is what keeps them): every task runs again"]

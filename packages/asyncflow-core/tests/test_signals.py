@@ -169,3 +169,39 @@ def test_an_engine_left_open_on_a_closed_loop_does_not_block_the_next_one() -> N
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+PROGRAM_HANDLER = """
+import asyncio, os, signal
+from asyncflow import WorkflowEngine
+
+async def main():
+    loop = asyncio.get_running_loop()
+    heard = asyncio.Queue()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # as aiohttp and uvicorn do
+        loop.add_signal_handler(sig, heard.put_nowait, sig.name)
+
+    flow = await WorkflowEngine.create(backend="noop")
+    await flow.shutdown()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # restored after the engine's shutdown
+        os.kill(os.getpid(), sig)
+        print("after shutdown:", await asyncio.wait_for(heard.get(), 30), flush=True)
+
+    flow = await WorkflowEngine.create(backend="noop")
+    os.kill(os.getpid(), signal.SIGTERM)  # while an engine runs: it shuts down, then chains
+    print("while running:", await asyncio.wait_for(heard.get(), 30), "engine closed:",
+          flow.closed, flush=True)
+    os.kill(os.getpid(), signal.SIGINT)  # and the program's handler is back
+    print("after that:", await asyncio.wait_for(heard.get(), 30), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_handlers_the_program_added_to_its_loop_are_chained_and_restored() -> None:
+    result = subprocess.run([sys.executable, "-c", PROGRAM_HANDLER], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "after shutdown: SIGINT", "after shutdown: SIGTERM",
+        "while running: SIGTERM engine closed: True", "after that: SIGINT"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import traceback
 from multiprocessing import util
@@ -18,7 +19,7 @@ from typing import Any
 
 import cloudpickle
 
-from asyncflow.errors import RemoteTraceback
+from asyncflow.errors import RemoteError, RemoteTraceback
 from asyncflow_concurrent._loops import close_loop
 
 __all__ = ["RemoteTraceback", "run", "unpack"]
@@ -52,19 +53,52 @@ def unpack(data: bytes) -> Any:
     outcome = cloudpickle.loads(data)
     if outcome[0]:
         return outcome[1]
-    _, error, text = outcome
+    _, packed, type_name, message, text = outcome
+    try:
+        error = cloudpickle.loads(packed)
+    except Exception:  # its class is not importable here
+        error = RemoteError(type_name, message)
     error.__cause__ = RemoteTraceback(text)
     raise error
 
 
 def _pack_error(exc: BaseException) -> bytes:
     text = "".join(traceback.format_exception(exc))
-    try:
-        return bytes(cloudpickle.dumps((False, exc, text)))
-    except Exception as why:  # an exception that cannot travel: send its description
-        stand_in = RuntimeError(f"{type(exc).__qualname__}: {exc} (the exception itself "
-                                f"cannot be sent back from the worker process: {why})")
-        return bytes(cloudpickle.dumps((False, stand_in, text)))
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return bytes(cloudpickle.dumps((False, _pickled(exc, name), name, str(exc), text)))
+
+
+def _pickled(exc: BaseException, name: str) -> bytes:
+    """``exc`` pickled so that it unpickles: as it pickles itself if that comes back, else
+    rebuilt from its class, args and attributes without calling its ``__init__`` (whose
+    signature an exception's default pickling assumes), else as a :class:`RemoteError`."""
+    for candidate in (exc, _Rebuilt(exc)):
+        try:
+            data = bytes(cloudpickle.dumps(candidate))
+            cloudpickle.loads(data)
+            return data
+        except Exception:
+            continue
+    return bytes(cloudpickle.dumps(RemoteError(name, str(exc))))
+
+
+class _Rebuilt:
+    """Pickles an exception as its class, args and ``__dict__``; unpickles as the exception."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        exc = self.exc
+        return (_rebuild, (type(exc), exc.args, dict(vars(exc))))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...],
+             state: dict[str, Any]) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 def _own_state() -> None:
@@ -74,6 +108,15 @@ def _own_state() -> None:
         _pid = os.getpid()
         _loop = None
         _channels.clear()
+        # Ctrl-C in a terminal reaches the whole process group, workers too. What it means is
+        # the engine's process's to decide (it stops the workers itself): it must not fail the
+        # body a worker runs. A handler, not SIG_IGN, so the commands a body starts get the
+        # default back when they exec.
+        signal.signal(signal.SIGINT, _leave_interrupt_to_the_engine)
+
+
+def _leave_interrupt_to_the_engine(sig: int, frame: Any) -> None:
+    pass
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -319,11 +319,8 @@ class ConcurrentExecutionBackend(ExecutionBackend):
                 value = await self._execute(job)
         except asyncio.CancelledError:  # the driver is ours: its end is the report
             self._settle(job, TaskUpdate.cancelled(spec.uid))
-        except (Exception, SystemExit) as exc:  # the task failed, not the backend
+        except BaseException as exc:  # even KeyboardInterrupt: the task failed, not the loop
             self._settle(job, TaskUpdate.failed(spec.uid, exc))
-        except BaseException as exc:  # KeyboardInterrupt: settle the task, then let it go on
-            self._settle(job, TaskUpdate.failed(spec.uid, exc))
-            raise
         else:
             self._settle(job, TaskUpdate.done(spec.uid, value))
 

@@ -156,7 +156,19 @@ def build(name: str, options: Mapping[str, Any],
     ``sources`` says where each option came from; see :func:`validate`.
     """
     cls = validate(name, options, sources)
-    return cls(**options)
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        configured = {k: s for k, s in (sources or {}).items() if s != CREATE and k in options}
+        if not configured or isinstance(exc, BackendOptionError):
+            raise
+        # The constructor refused a value from a file: name the file and the key, which its
+        # own message cannot (the keys its message mentions, or else every configured one).
+        named = [k for k in configured if k in str(exc)] or list(configured)
+        where = "; ".join(f"{configured[k]}: backends.{name}.{k} = {options[k]!r}"
+                          for k in named)
+        error = BackendOptionError if isinstance(exc, TypeError) else ConfigError
+        raise error(f"{where}: {exc}") from None
 
 
 def validate(name: str, options: Mapping[str, Any],

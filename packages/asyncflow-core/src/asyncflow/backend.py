@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 if TYPE_CHECKING:
     from asyncflow.services import Readiness
 
-from asyncflow.errors import BackendOptionError
+from asyncflow.errors import BackendOptionError, TaskExitError
 
 __all__ = [
     "Capabilities",
@@ -248,6 +248,8 @@ class TaskUpdate(NamedTuple):
 
     @classmethod
     def failed(cls, uid: str, error: BaseException) -> TaskUpdate:
+        if not isinstance(error, Exception):  # SystemExit, KeyboardInterrupt: not the program's
+            error = TaskExitError(uid, error)
         return _new_tuple(cls, (uid, TaskState.FAILED, None, error, None))
 
     @classmethod

@@ -17,9 +17,12 @@ __all__ = [
     "EngineInternalError",
     "ExecutableFailedError",
     "PluginLoadError",
+    "RemoteError",
     "RemoteTraceback",
+    "RunInUseError",
     "ServiceExitedError",
     "ServiceNotReadyError",
+    "TaskExitError",
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerLostError",
@@ -128,6 +131,37 @@ class ServiceNotReadyError(AsyncFlowError, TimeoutError):
         return (type(self), (self.task, self.timeout, self.condition, self.output))
 
 
+class TaskExitError(AsyncFlowError):
+    """A task's body raised ``SystemExit`` or ``KeyboardInterrupt`` (kept as ``error`` and as
+    ``__cause__``). Either would end the program if the task's future raised it, so the task
+    fails with this error instead and the other tasks go on."""
+
+    def __init__(self, task: str, error: BaseException) -> None:
+        self.task = task
+        self.error = error
+        super().__init__(f"{task}: the task's body raised {type(error).__name__}"
+                         f"{f'({error})' if str(error) else ''}; the task failed, the program "
+                         "goes on")
+        self.__cause__ = error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task, self.error))
+
+
+class RemoteError(AsyncFlowError):
+    """Stands in for an exception raised in another process that cannot be rebuilt here (its
+    class cannot be pickled or imported): ``type_name`` and ``message`` say what it was, and
+    its ``__cause__`` is the :class:`RemoteTraceback` of where it was raised."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.message))
+
+
 class WorkerLostError(AsyncFlowError):
     """The process or machine running a task died before the task finished."""
 
@@ -143,6 +177,11 @@ class RemoteTraceback(Exception):  # noqa: N818 - a traceback shown as a cause, 
 
     def __str__(self) -> str:
         return self.text
+
+
+class RunInUseError(AsyncFlowError, RuntimeError):
+    """Another process holds the run's journal: two processes cannot run or resume one run
+    at once. The message names the run and the process holding it."""
 
 
 class EngineClosedError(AsyncFlowError, RuntimeError):

@@ -19,6 +19,7 @@ loop iteration to a writer thread, and that thread commits each batch in one tra
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from asyncflow._kernel.task import BLOCK, EXECUTABLE
 from asyncflow._resume import cache_key, dumps
 from asyncflow.backend import TaskState
+from asyncflow.errors import RunInUseError
 from asyncflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ __all__ = ["FILENAME", "Journal", "Run", "TaskRun", "find_run", "read_run"]
 log = logging.getLogger("asyncflow.journal")
 
 FILENAME = "journal.sqlite"
+LOCKNAME = "journal.lock"  # held by the process that runs the run
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -126,23 +129,15 @@ class Journal:
     def __init__(self, run_dir: Path, engine: WorkflowEngine, *, resume: bool = False) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / FILENAME
+        self._lock = _lock_run(run_dir, engine.uid)
         self.resume = resume
         self.store_results = resume and not engine.dry_run  # a dry run's results are dummies
         self._loop = engine.loop
-        conn = _connect(self.path)
         try:
-            with conn:
-                conn.executescript(SCHEMA)
-                _add_columns(conn)
-                row = conn.execute(
-                    "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
-                    (engine.uid, _script(), socket.gethostname(), os.getpid(),
-                     json.dumps(list(engine.backends)), int(engine.dry_run), time.time()),
-                ).fetchone()
-        finally:
-            conn.close()
-        self.session: int = row[0]
+            self.session: int = self._start_session(engine, resume)
+        except BaseException:
+            os.close(self._lock)
+            raise
         self._reader = _connect(self.path) if resume else None  # lookups, on the loop thread
         self._events: list[tuple[Any, ...]] = []
         self._dependencies: list[tuple[Any, ...]] = []
@@ -153,6 +148,24 @@ class Journal:
                                         daemon=True)
         self._writer.start()
         self._closed = False
+
+    def _start_session(self, engine: WorkflowEngine, resume: bool) -> int:
+        conn = _connect(self.path)
+        try:
+            with conn:
+                conn.executescript(SCHEMA)
+                _add_columns(conn)
+                session: int = conn.execute(
+                    "INSERT INTO sessions (engine, script, host, pid, backends, dry_run, started)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING session",
+                    (engine.uid, _script(), socket.gethostname(), os.getpid(),
+                     json.dumps(list(engine.backends)), int(engine.dry_run), time.time()),
+                ).fetchone()[0]
+            if resume and session > 1:
+                _warn_if_nothing_to_resume(conn, engine.uid, session)
+        finally:
+            conn.close()
+        return session
 
     # -- the loop side: cheap appends, one hand-off per loop iteration ---------------------
 
@@ -260,6 +273,7 @@ class Journal:
             log.error("the journal writer did not finish within %ss: %s", timeout, self.path)
         if self._reader is not None:
             self._reader.close()
+        os.close(self._lock)  # the run is free for the next process
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -296,6 +310,34 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     for name, kind in _ADDED_COLUMNS:
         if name not in have:
             conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+
+
+def _lock_run(run_dir: Path, uid: str) -> int:
+    """Lock the run for this process (an exclusive ``flock`` on ``run_dir/LOCKNAME``, which
+    the system drops when the process ends, however it ends); returns the lock's descriptor.
+    """
+    fd = os.open(run_dir / LOCKNAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunInUseError(f"run {uid!r} ({run_dir}) is in use by {holder}; two processes "
+                            "cannot run or resume one run at once: wait for it to end, or "
+                            "start a run of your own (another uid)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
+    return fd
+
+
+def _warn_if_nothing_to_resume(conn: sqlite3.Connection, uid: str, session: int) -> None:
+    """Resuming a run whose earlier sessions stored no results runs every task again: say so."""
+    stored = conn.execute("SELECT EXISTS (SELECT 1 FROM results)").fetchone()[0]
+    completed = conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE session < ? AND "
+                             "state = 'DONE' AND kind != ?)", (session, BLOCK)).fetchone()[0]
+    if completed and not stored:
+        log.warning("run %r has no stored results to resume from (it was journaled without "
+                    "resume=True, which is what keeps them): every task runs again", uid)
 
 
 def _marks(n: int) -> str:

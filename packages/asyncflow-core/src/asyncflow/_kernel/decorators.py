@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -53,6 +54,7 @@ class Task:
         if not isinstance(description, dict):
             raise TypeError(f"task {self.__name__!r}: task_description must be a dict, not "
                             f"{type(description).__name__}")
+        _check_description(description, f"task {self.__name__!r}")
         merged = copy.deepcopy(self._options.description)  # never share nested lists
         merged.update(description)
         return replace(self._options, description=merged)
@@ -134,6 +136,11 @@ class DecoratorsMixin:
         if not callable(fn):
             raise TypeError(f"@{_DECORATOR[kind]} needs a function, got {fn!r}")
         name = getattr(fn, "__name__", repr(fn))
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # Its call would only make a generator: the body would never run.
+            raise TypeError(f"@{_DECORATOR[kind]} on {name!r}: a generator function cannot be "
+                            "a task body (it would return an unstarted generator); return a "
+                            "list or other value instead of yielding")
         try:
             options = _options(kind, given)
         except (TypeError, ValueError) as exc:  # say which task the bad option is on
@@ -182,6 +189,7 @@ def _options(kind: str, options: dict[str, Any]) -> TaskOptions:
     description = options.get("task_description") or {}
     if not isinstance(description, dict):
         raise TypeError(f"task_description= must be a dict, not {type(description).__name__}")
+    _check_description(description, "task_description=")
     return TaskOptions(backend=backend, timeout=timeout,
                        capture_stdio=bool(options.get("capture_stdio", False)),
                        description=description, retry=retry, cache_key=cache_key,
@@ -194,6 +202,22 @@ def _workflow_id(value: Any, name: str) -> str | None:
         return value
     raise TypeError(f"task {name!r}: workflow_id= must be a non-empty string (or None), not "
                     f"{value!r}")
+
+
+def _check_description(description: dict[str, Any], where: str) -> None:
+    """Check the keys the engine itself reads (the backend checks the rest)."""
+    env = description.get("env")
+    if env is not None and not isinstance(env, dict):
+        raise TypeError(f"{where}: task_description['env'] must be a dict of variable names to "
+                        f"values, not {type(env).__name__} {env!r}")
+    cwd = description.get("cwd")
+    if cwd is not None and not isinstance(cwd, str | os.PathLike):
+        raise TypeError(f"{where}: task_description['cwd'] must be a directory path, not "
+                        f"{type(cwd).__name__} {cwd!r}")
+    shell = description.get("shell")
+    if shell is not None and not isinstance(shell, bool):
+        raise TypeError(f"{where}: task_description['shell'] must be true or false, not "
+                        f"{shell!r}")
 
 
 def _retry_policy(options: dict[str, Any]) -> RetryPolicy | None:

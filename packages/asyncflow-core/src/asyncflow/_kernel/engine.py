@@ -53,6 +53,7 @@ from asyncflow.errors import (
     DependencyFailureError,
     EngineClosedError,
     EngineInternalError,
+    TaskExitError,
     UnknownBackendError,
 )
 from asyncflow.retries import RetryPolicy, with_attempt
@@ -454,6 +455,9 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
             raise
         except Exception as exc:
             self._finish(record, TaskState.FAILED, error=exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: this task, not the loop
+            self._finish(record, TaskState.FAILED,
+                         error=TaskExitError(f"{record.name!r} ({record.uid})", exc))
         else:
             if is_block:
                 self._finish(record, TaskState.DONE, value)
