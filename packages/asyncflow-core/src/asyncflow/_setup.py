@@ -44,9 +44,11 @@ def engine_arguments(backend: BackendArg, options: Mapping[str, Any], *,
     if journal or resume:
         from asyncflow.journal import JournalPlugin, find_run
 
+        runs = Path(work_dir) if work_dir is not None else Path.cwd()
         if resume:
-            uid = find_run(Path(work_dir) if work_dir is not None else Path.cwd(), resume, uid)
-        recorder = JournalPlugin(resume=bool(resume))
+            uid = find_run(runs, resume, uid)
+        recorder = JournalPlugin(resume=bool(resume),
+                                 run=(runs / uid, uid) if uid is not None else None)
         observers.append(recorder)
         results = recorder if resume else None
     if graph or dag_file is not None:

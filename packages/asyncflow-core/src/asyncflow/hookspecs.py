@@ -128,7 +128,8 @@ def asyncflow_service_exited(engine: WorkflowEngine, service: TaskFuture[Any],
 
 @_spec
 def asyncflow_engine_stopped(engine: WorkflowEngine, error: BaseException | None) -> None:
-    """Called once when an engine has shut down and released its backends.
+    """Called once when an engine has shut down and released its backends, or when its
+    start failed (``error`` is then what failed; ``asyncflow_engine_started`` never fired).
 
     :param engine: the engine.
     :param error: what made it stop (a signal's ``KeyboardInterrupt``...), or ``None``.

@@ -126,10 +126,11 @@ class Journal:
         resume: look up results of earlier sessions (``lookup``) and store this session's.
     """
 
-    def __init__(self, run_dir: Path, engine: WorkflowEngine, *, resume: bool = False) -> None:
+    def __init__(self, run_dir: Path, engine: WorkflowEngine, *, resume: bool = False,
+                 lock: int | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / FILENAME
-        self._lock = _lock_run(run_dir, engine.uid)
+        self._lock = lock if lock is not None else lock_run(run_dir, engine.uid)
         self.resume = resume
         self.store_results = resume and not engine.dry_run  # a dry run's results are dummies
         self._loop = engine.loop
@@ -312,10 +313,11 @@ def _add_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
 
 
-def _lock_run(run_dir: Path, uid: str) -> int:
+def lock_run(run_dir: Path, uid: str) -> int:
     """Lock the run for this process (an exclusive ``flock`` on ``run_dir/LOCKNAME``, which
     the system drops when the process ends, however it ends); returns the lock's descriptor.
     """
+    run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCKNAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -393,13 +395,18 @@ class JournalPlugin:
 
     plugin_name = "asyncflow.journal"
 
-    def __init__(self, *, resume: bool = False) -> None:
+    def __init__(self, *, resume: bool = False, run: tuple[Path, str] | None = None) -> None:
         self.resume = resume
         self.journal: Journal | None = None
+        # A run known before the engine starts (a resumed one, a given uid) is locked now, so
+        # that create() refuses a run another process holds before any backend starts.
+        self._lock = lock_run(*run) if run is not None else None
 
     @hookimpl
     def asyncflow_engine_started(self, engine: WorkflowEngine) -> None:
-        self.journal = Journal(engine.work_dir / engine.uid, engine, resume=self.resume)
+        lock, self._lock = self._lock, None
+        self.journal = Journal(engine.work_dir / engine.uid, engine, resume=self.resume,
+                               lock=lock)
 
     @hookimpl
     def asyncflow_task_created(self, task: TaskRecord,
@@ -422,6 +429,9 @@ class JournalPlugin:
     def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
         if self.journal is not None:
             self.journal.close(error)
+        elif self._lock is not None:  # the engine failed to start: free the run
+            os.close(self._lock)
+            self._lock = None
 
     def recall(self, task: TaskRecord) -> tuple[bool, Any]:
         """An earlier session's result of ``task``'s call, as the engine's result store."""

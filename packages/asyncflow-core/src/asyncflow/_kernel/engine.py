@@ -193,10 +193,12 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
                 await backend.open()
                 started.append(backend)
                 self._submitters[backend] = Submitter(backend, self.loop, self._submit_failed)
-        except BaseException:
+        except BaseException as exc:
             for submitter in self._submitters.values():
                 submitter.task.cancel()
             await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
+            if self._observers.engine_stopped:  # what they hold (a run's lock) is let go
+                self._observers.call(self._observers.engine_stopped, engine=self, error=exc)
             raise
         _signals.install(self)
         if self._observers.engine_started:
