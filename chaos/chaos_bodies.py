@@ -11,3 +11,8 @@ def work(i: int, seconds: float) -> tuple[int, int]:
     """Work a little; say which process did it."""
     time.sleep(seconds)
     return i, os.getpid()
+
+
+def sleep_in_process(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
