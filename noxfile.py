@@ -1,10 +1,11 @@
 """Every development task is a nox session; CI (.ci/run) calls nox and nothing else.
 
     nox                      the default sessions: lint, typecheck, tests, eager_tasks,
-                             integration, example_plugin, docs
+                             integration, example_plugin, docs, chaos_ci
     nox -s tests             each package's tests, one virtualenv per package
     nox -s "tests(package='asyncflow-dask')"
     nox -s bench             the benchmark (not in the default run)
+    nox -s chaos             the chaos suite at full size, and the table in docs/reliability.md
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "eager_tasks", "integration",
-                        "example_plugin", "docs"]
+                        "example_plugin", "docs", "chaos_ci"]
 # A machine without a second interpreter reports eager_tasks as skipped instead of failing.
 nox.options.error_on_missing_interpreters = False
 
@@ -99,7 +100,8 @@ def example_plugin(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "chaos",
+                "noxfile.py")
 
 
 @nox.session
@@ -148,3 +150,36 @@ def bench(session: nox.Session) -> None:
         args += ["--peer-python", str(python)]
     session.run("python", "benchmarks/run.py", *args)
 
+
+
+# The graph property tests of each backend, run again with more and larger graphs.
+GRAPH_TESTS = ["packages/asyncflow-core/tests/test_graph_properties_noop.py",
+               "packages/asyncflow-concurrent/tests/test_graph_properties.py",
+               "packages/asyncflow-dask/tests/test_graph_properties_dask.py"]
+
+
+def chaos_suite(session: nox.Session, *args: str) -> Path:
+    """Run chaos/ (the scenarios of docs/reliability.md); return its figures file."""
+    install_packages(session, *PACKAGES[:3])
+    session.install("psutil")
+    figures = Path(session.create_tmp()) / "figures.jsonl"
+    session.run("pytest", "chaos", *args, *session.posargs,
+                env={"ASYNCFLOW_CHAOS_FIGURES": str(figures)})
+    return figures
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos suite at full size, then the graph properties with the ``chaos`` Hypothesis
+    profile; writes the table of docs/reliability.md from the figures."""
+    figures = chaos_suite(session)
+    for tests in GRAPH_TESTS:  # one run each: every package has its own conftest
+        session.run("pytest", tests, *session.posargs, env={"ASYNCFLOW_GRAPHS": "chaos"})
+    session.run("python", "chaos/render.py", str(figures), "--write")
+
+
+@nox.session
+def chaos_ci(session: nox.Session) -> None:
+    """The chaos suite's short form, for CI: the same scenarios, smaller; prints the table."""
+    figures = chaos_suite(session, "--short")
+    session.run("python", "chaos/render.py", str(figures))

@@ -29,8 +29,9 @@ def short(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def figures_file(short: bool) -> Path:
-    """ASYNCFLOW_CHAOS_FIGURES, else .nox/chaos[_ci]/figures.jsonl; emptied once per run."""
-    default = ROOT / ".nox" / ("chaos_ci" if short else "chaos") / "figures.jsonl"
+    """ASYNCFLOW_CHAOS_FIGURES (nox sets it), else .nox/chaos-figures/chaos[_ci].jsonl;
+    emptied once per run."""
+    default = ROOT / ".nox" / "chaos-figures" / ("chaos_ci.jsonl" if short else "chaos.jsonl")
     path = Path(os.environ.get("ASYNCFLOW_CHAOS_FIGURES", default))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("")

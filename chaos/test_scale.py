@@ -54,7 +54,9 @@ async def test_many_tasks_and_a_long_chain_lose_and_duplicate_nothing(
 @pytest.mark.timeout(900)
 async def test_memory_per_task_stays_flat_over_a_million_tasks(
         short: bool, record: Record) -> None:
-    batches, batch = (10, 10_000) if short else (10, 100_000)
+    # Short batches measure the allocator's noise (about 1 MB a batch) as much as the engine:
+    # the short form's bound is looser.
+    batches, batch, bound = (10, 20_000, 150) if short else (10, 100_000, 50)
     process = psutil.Process()
     rss = []
     async with await WorkflowEngine.create(backend=ConcurrentExecutionBackend()) as flow:
@@ -72,8 +74,6 @@ async def test_memory_per_task_stays_flat_over_a_million_tasks(
     scenario = f"{batches * batch:,} tasks in batches of {batch:,}"
     record(scenario, "RSS slope (bytes per task)", round(slope, 2))
     record(scenario, "RSS after the last batch (MB)", round(rss[-1] / 2**20, 1))
-    assert slope < BYTES_PER_TASK, f"RSS grows {slope:.1f} bytes per task: {rss}"
-
-
-# Finished tasks are dropped from the engine's tables: what remains is allocator noise.
-BYTES_PER_TASK = 50
+    # Finished tasks are dropped from the engine's tables: what remains is allocator noise.
+    record(scenario, "bound (bytes per task)", bound)
+    assert slope < bound, f"RSS grows {slope:.1f} bytes per task: {rss}"
