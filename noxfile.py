@@ -158,28 +158,29 @@ GRAPH_TESTS = ["packages/asyncflow-core/tests/test_graph_properties_noop.py",
                "packages/asyncflow-dask/tests/test_graph_properties_dask.py"]
 
 
-def chaos_suite(session: nox.Session, *args: str) -> Path:
-    """Run chaos/ (the scenarios of docs/reliability.md); return its figures file."""
+def chaos_suite(session: nox.Session, *args: str, write: bool = False) -> None:
+    """Run chaos/ (the scenarios of docs/reliability.md), then print their figures as the
+    table, failed scenarios too (``write``: into docs/reliability.md as well)."""
     install_packages(session, *PACKAGES[:3])
     session.install("psutil")
     figures = Path(session.create_tmp()) / "figures.jsonl"
-    session.run("pytest", "chaos", *args, *session.posargs,
-                env={"ASYNCFLOW_CHAOS_FIGURES": str(figures)})
-    return figures
+    try:
+        session.run("pytest", "chaos", *args, *session.posargs,
+                    env={"ASYNCFLOW_CHAOS_FIGURES": str(figures)})
+    finally:
+        session.run("python", "chaos/render.py", str(figures), *(["--write"] if write else []))
 
 
 @nox.session
 def chaos(session: nox.Session) -> None:
-    """The chaos suite at full size, then the graph properties with the ``chaos`` Hypothesis
-    profile; writes the table of docs/reliability.md from the figures."""
-    figures = chaos_suite(session)
+    """The graph properties with the ``chaos`` Hypothesis profile, then the chaos suite at
+    full size; writes the table of docs/reliability.md from its figures."""
     for tests in GRAPH_TESTS:  # one run each: every package has its own conftest
         session.run("pytest", tests, *session.posargs, env={"ASYNCFLOW_GRAPHS": "chaos"})
-    session.run("python", "chaos/render.py", str(figures), "--write")
+    chaos_suite(session, write=True)
 
 
 @nox.session
 def chaos_ci(session: nox.Session) -> None:
     """The chaos suite's short form, for CI: the same scenarios, smaller; prints the table."""
-    figures = chaos_suite(session, "--short")
-    session.run("python", "chaos/render.py", str(figures))
+    chaos_suite(session, "--short")

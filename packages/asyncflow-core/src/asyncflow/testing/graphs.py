@@ -490,7 +490,7 @@ class Plan:
 
 
 async def check_plan(plan: Plan, create: Callable[[], Any], work: str | Path, *,
-                     executes: bool = True, limit: float = 120.0) -> list[str]:
+                     executes: bool = True, limit: float = 60.0) -> list[str]:
     """Run ``plan`` on an engine from ``create()`` (an awaitable engine, e.g.
     ``WorkflowEngine.create(...)``) and return every problem, the engine shut down. Markers
     go to ``work/markers``. ``executes=False``: the backend calls no body (see
