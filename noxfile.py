@@ -161,8 +161,6 @@ GRAPH_TESTS = ["packages/asyncflow-core/tests/test_graph_properties_noop.py",
 def chaos_suite(session: nox.Session, *args: str, write: bool = False) -> None:
     """Run chaos/ (the scenarios of docs/reliability.md), then print their figures as the
     table, failed scenarios too (``write``: into docs/reliability.md as well)."""
-    install_packages(session, *PACKAGES[:3])
-    session.install("psutil")
     figures = Path(session.create_tmp()) / "figures.jsonl"
     try:
         session.run("pytest", "chaos", *args, *session.posargs,
@@ -175,6 +173,8 @@ def chaos_suite(session: nox.Session, *args: str, write: bool = False) -> None:
 def chaos(session: nox.Session) -> None:
     """The graph properties with the ``chaos`` Hypothesis profile, then the chaos suite at
     full size; writes the table of docs/reliability.md from its figures."""
+    install_packages(session, *PACKAGES[:3])
+    session.install("psutil")
     for tests in GRAPH_TESTS:  # one run each: every package has its own conftest
         session.run("pytest", tests, *session.posargs, env={"ASYNCFLOW_GRAPHS": "chaos"})
     chaos_suite(session, write=True)
@@ -183,4 +183,6 @@ def chaos(session: nox.Session) -> None:
 @nox.session
 def chaos_ci(session: nox.Session) -> None:
     """The chaos suite's short form, for CI: the same scenarios, smaller; prints the table."""
+    install_packages(session, *PACKAGES[:3])
+    session.install("psutil")
     chaos_suite(session, "--short")
