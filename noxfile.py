@@ -1,10 +1,11 @@
 """Every development task is a nox session; CI (.ci/run) calls nox and nothing else.
 
     nox                      the default sessions: lint, typecheck, tests, eager_tasks,
-                             integration, example_plugin, docs, build
+                             integration, example_plugin, docs, build, chaos_ci
     nox -s tests             each package's tests, one virtualenv per package
     nox -s "tests(package='asyncflow-dask')"
     nox -s bench             the benchmark (not in the default run)
+    nox -s chaos             the chaos suite at full size, and the table in docs/reliability.md
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "eager_tasks", "integration",
-                        "example_plugin", "docs", "build"]
+                        "example_plugin", "docs", "build", "chaos_ci"]
 # A machine without a second interpreter reports eager_tasks as skipped instead of failing.
 nox.options.error_on_missing_interpreters = False
 
@@ -162,7 +163,7 @@ def lint(session: nox.Session) -> None:
     import cycle in core (tools/import_cycles.py)."""
     session.install("ruff", "import-linter", "-e", "packages/asyncflow-core")
     session.run("ruff", "check", "packages", "tests", "benchmarks", "examples", "tools",
-                "noxfile.py")
+                "chaos", "noxfile.py")
     session.run("lint-imports")
     session.run("python", "tools/import_cycles.py")
 
@@ -213,3 +214,39 @@ def bench(session: nox.Session) -> None:
         args += ["--peer-python", str(python)]
     session.run("python", "benchmarks/run.py", *args)
 
+
+
+# The graph property tests of each backend, run again with more and larger graphs.
+GRAPH_TESTS = ["packages/asyncflow-core/tests/test_graph_properties_noop.py",
+               "packages/asyncflow-concurrent/tests/test_graph_properties.py",
+               "packages/asyncflow-dask/tests/test_graph_properties_dask.py"]
+
+
+def chaos_suite(session: nox.Session, *args: str, write: bool = False) -> None:
+    """Run chaos/ (the scenarios of docs/reliability.md), then print their figures as the
+    table, failed scenarios too (``write``: into docs/reliability.md as well)."""
+    figures = Path(session.create_tmp()) / "figures.jsonl"
+    try:
+        session.run("pytest", "chaos", *args, *session.posargs,
+                    env={"ASYNCFLOW_CHAOS_FIGURES": str(figures)})
+    finally:
+        session.run("python", "chaos/render.py", str(figures), *(["--write"] if write else []))
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The graph properties with the ``chaos`` Hypothesis profile, then the chaos suite at
+    full size; writes the table of docs/reliability.md from its figures."""
+    install_packages(session, *PACKAGES[:3])
+    session.install("psutil")
+    for tests in GRAPH_TESTS:  # one run each: every package has its own conftest
+        session.run("pytest", tests, *session.posargs, env={"ASYNCFLOW_GRAPHS": "chaos"})
+    chaos_suite(session, write=True)
+
+
+@nox.session
+def chaos_ci(session: nox.Session) -> None:
+    """The chaos suite's short form, for CI: the same scenarios, smaller; prints the table."""
+    install_packages(session, *PACKAGES[:3])
+    session.install("psutil")
+    chaos_suite(session, "--short")
