@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from asyncflow import _deps, _plugins, _signals
+from asyncflow import _deps, _exit, _plugins, _signals
 from asyncflow._creation import awaitable_or_context
 from asyncflow._decorators import DecoratorsMixin
 from asyncflow._submitter import Submitter
@@ -192,6 +192,7 @@ class WorkflowEngine(DecoratorsMixin):
                 self.journal.close(exc)
             raise
         _signals.install(self)
+        _exit.guard(self)  # closes the engine if the program forgets to
         if self._observers.engine_started:
             self._observers.call(self._observers.engine_started, engine=self)
 
@@ -249,6 +250,7 @@ class WorkflowEngine(DecoratorsMixin):
         finally:
             if self._observers.engine_stopped:
                 self._observers.call(self._observers.engine_stopped, engine=self, error=error)
+            _exit.release(self)
             _signals.uninstall(self)  # last: a signal that stopped the engine acts after this
 
     async def _outlast(self, tasks: Iterable[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:
