@@ -190,6 +190,7 @@ def test_a_site_given_inline_is_known_while_the_session_is_created_only(
         inside = known()
     assert inside is not None and inside["resource_manager"] == "SLURM"
     assert (inside["virtenv_mode"], inside["rp_version"]) == ("local", "installed")
+    assert inside["default_remote_workdir"] == str(tmp_path)  # a local site: our home
     assert known() is None and "RADICAL_CONFIG_USER_DIR" not in os.environ
     assert not (tmp_path / ".radical").exists()
 

@@ -78,7 +78,7 @@ def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Ite
         if site is None:
             mine.setdefault(label, {}).update(OWN_ENVIRONMENT)
         else:  # the whole description: nothing merged in from a file of the same name
-            mine[label] = {**OWN_ENVIRONMENT, **site}
+            mine[label] = {**OWN_ENVIRONMENT, **_local_workdir(site), **site}
         target.write_text(json.dumps(mine, indent=2))
         os.environ["RADICAL_CONFIG_USER_DIR"] = folder
         try:
@@ -88,6 +88,21 @@ def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Ite
                 del os.environ["RADICAL_CONFIG_USER_DIR"]
             else:
                 os.environ["RADICAL_CONFIG_USER_DIR"] = user
+
+
+def _local_workdir(site: Mapping[str, Any]) -> dict[str, str]:
+    """Pilot sandboxes under this user's home when the site is reached from here.
+
+    RADICAL-Pilot's default is ``$HOME`` as the batch job sees it, but a job submitted through
+    psij (Slurm, PBS...) does not inherit this environment, and without ``HOME`` the sandbox
+    lands in ``/radical.pilot.sandbox``. A site whose endpoints are all on localhost shares
+    this machine's file system, so this home is the job's too.
+    """
+    endpoints = [url for schema in (site.get("schemas") or {}).values()
+                 for url in schema.values() if isinstance(url, str)]
+    if endpoints and all("://localhost" in url for url in endpoints):
+        return {"default_remote_workdir": os.path.expanduser("~")}
+    return {}
 
 
 def worker_pythonpath() -> str:

@@ -1,7 +1,7 @@
 """Pilots that the batch system ends: one removed with scancel, one past its walltime.
 
 Both are configured by the docs' example with one node each (so they run side by side on
-the two-node cluster) and a walltime of one minute. Each fails its task in flight with
+the two-node cluster); the second has a walltime of two minutes. Each fails its task in flight with
 WorkerLostError naming the pilot and its Slurm job; retries= then fails at once, as no pilot
 is left; shutdown leaves no job in squeue and no RADICAL-Pilot process.
 """
@@ -25,13 +25,15 @@ from asyncflow_radical import RadicalExecutionBackend
 @pytest.mark.timeout(600)  # two pilots start side by side (~30-90 s) and one waits out its walltime
 async def test_scancel_and_walltime_fail_tasks_in_flight_then_nothing_is_left(
         tmp_path: Path) -> None:
-    config = tmp_path / "asyncflow.toml"  # one node each, one minute of walltime
-    config.write_text(CONFIG.read_text().replace("nodes = 2 ", "nodes = 1 ")
-                      .replace("runtime = 10 ", "runtime = 1 "))
+    configs = []
+    for name, runtime in (("cancelled", 10), ("timed", 2)):  # one node each
+        configs.append(tmp_path / f"{name}.toml")
+        configs[-1].write_text(CONFIG.read_text().replace("nodes = 2 ", "nodes = 1 ")
+                               .replace("runtime = 10 ", f"runtime = {runtime} "))
     before = group_processes()
     began = time.monotonic()
-    flows = await asyncio.gather(*(WorkflowEngine.create(config=config, work_dir=tmp_path / n)
-                                   for n in ("cancelled", "timed")))
+    flows = await asyncio.gather(*(WorkflowEngine.create(config=config, work_dir=tmp_path)
+                                   for config in configs))
     try:
         backends = [flow.backend for flow in flows]
         assert all(isinstance(b, RadicalExecutionBackend) for b in backends)
