@@ -349,7 +349,7 @@ class DaskExecutionBackend(ExecutionBackend):
         # A body may have started without its event having arrived yet: ask every worker.
         workers = None if None in started else sorted(w for w in started if w is not None)
         if workers is not None:  # not one that died meanwhile: connecting to it would hang
-            alive = client.scheduler_info().get("workers", {})
+            alive = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
             workers = [w for w in workers if w in alive]
         await client.cancel([e.future for e in entries])
         await client.run(self._calls["stop"], keys, workers=workers, on_error="ignore")
