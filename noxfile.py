@@ -1,15 +1,17 @@
 """Every development task is a nox session; CI (.ci/run) calls nox and nothing else.
 
     nox                      the default sessions: lint, typecheck, tests, eager_tasks,
-                             integration, example_plugin, docs, build, chaos_ci
+                             integration, example_plugin, docs, build, chaos_ci, hpc
     nox -s tests             each package's tests, one virtualenv per package
     nox -s "tests(package='asyncflow-dask')"
+    nox -s hpc               RADICAL-Pilot and Dask on a two-node Slurm cluster it starts
     nox -s bench             the benchmark (not in the default run)
     nox -s chaos             the chaos suite at full size, and the table in docs/reliability.md
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +21,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "eager_tasks", "integration",
-                        "example_plugin", "docs", "build", "chaos_ci"]
+                        "example_plugin", "docs", "build", "chaos_ci", "hpc"]
 # A machine without a second interpreter reports eager_tasks as skipped instead of failing.
 nox.options.error_on_missing_interpreters = False
 
@@ -155,6 +157,28 @@ def build(session: nox.Session) -> None:
     print(output, end="")
     if "total=285 on 'concurrent'" not in output:
         session.error("the workflow did not run on the backend asyncflow.toml names")
+
+
+@nox.session
+def hpc(session: nox.Session) -> None:
+    """The HPC path on a real batch system: scripts/slurm-cluster.sh starts a two-node Slurm
+    cluster on this machine (installing slurm-wlm and munge if missing; needs root), then
+    Dask's worker jobs (dask-jobqueue) and RADICAL-Pilot's pilots run on it; the cluster is
+    stopped however the tests end."""
+    install_packages(session, "asyncflow-radical")
+    session.install("-e", "packages/asyncflow-dask[jobqueue]")
+    cluster = str(ROOT / "scripts" / "slurm-cluster.sh")
+    env = {"SLURM_CONF": os.path.join(os.environ.get("ASYNCFLOW_SLURM_DIR",
+                                                     "/tmp/asyncflow-slurm"), "slurm.conf"),
+           "ASYNCFLOW_SLURM_TESTS": "1"}
+    session.run("bash", cluster, "start", external=True)
+    try:
+        session.run("pytest", "packages/asyncflow-dask/tests/slurm", *session.posargs, env=env)
+        session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
+                    "-p", "no:cacheprovider", "packages/asyncflow-radical/tests/slurm",
+                    *session.posargs, env=env, external=True)
+    finally:
+        session.run("bash", cluster, "stop", external=True)
 
 
 @nox.session

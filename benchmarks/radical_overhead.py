@@ -1,7 +1,11 @@
 """Per-task cost of the radical backend next to raw RADICAL-Pilot, on one pilot, in one run.
 
     bash packages/asyncflow-radical/tests/contained.sh benchmarks/radical_overhead.py \
-        [--tasks 100] [--rounds 3] [--json PATH]
+        [--tasks 100] [--rounds 3] [--json PATH] [--config asyncflow.toml]
+
+``--config`` starts the pilot from a configuration file instead, e.g. on the Slurm cluster of
+scripts/slurm-cluster.sh: ``--config docs/examples/slurm/asyncflow.toml`` (results then go to
+``benchmarks/results/radical_overhead_slurm.json``).
 
 One pilot is started through a WorkflowEngine. Each round then runs, on that pilot, one batch
 of ``--tasks`` trivial tasks four ways, alternating so that drift hits both sides alike:
@@ -12,8 +16,9 @@ of ``--tasks`` trivial tasks four ways, alternating so that drift hits both side
 - functions: a no-op function through the backend's RAPTOR master as ``rp.PythonTask`` (raw),
   then the same function as AsyncFlow function tasks.
 
-It prints the pilot's start-up and shutdown times and, per way, the median milliseconds per
-task and the ratio AsyncFlow / raw (goal: at most 1.2), and writes them as JSON
+It prints the pilot's start-up (submission to active), the latency of a first executable on
+the active pilot, the shutdown time and, per way, the median milliseconds per
+task and the ratio AsyncFlow / raw (goal: at most 1.1), and writes them as JSON
 (``benchmarks/results/radical_overhead.json``). Round 0 warms up (RAPTOR starts, code paths
 get imported) and is not counted. Outside contained.sh it uses ``local.localhost``.
 """
@@ -83,13 +88,20 @@ async def engine_batch(flow: WorkflowEngine, n: int, kind: str) -> float:
     return time.perf_counter() - start
 
 
-async def main(tasks: int, rounds: int) -> dict[str, Any]:
+async def main(tasks: int, rounds: int, config: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
-    backend = RadicalExecutionBackend(resource=RESOURCE, runtime=30)
-    flow = await WorkflowEngine.create(backend=backend)
-    results: dict[str, Any] = {"resource": RESOURCE, "tasks": tasks, "rounds": rounds,
+    if config is None:
+        flow = await WorkflowEngine.create(backend=RadicalExecutionBackend(resource=RESOURCE,
+                                                                           runtime=30))
+    else:
+        flow = await WorkflowEngine.create(config=config)
+    backend = flow.backend
+    assert isinstance(backend, RadicalExecutionBackend)
+    results: dict[str, Any] = {"resource": backend.resource, "batch_job": backend.batch_job,
+                               "tasks": tasks, "rounds": rounds,
                                "pilot_startup_s": time.perf_counter() - started}
     try:
+        results["first_task_s"] = await engine_batch(flow, 1, "executables")
         per_task: dict[str, list[float]] = {}
         for r in range(rounds + 1):
             for kind, raw in (("executables", raw_executables), ("functions", raw_functions)):
@@ -115,14 +127,16 @@ async def main(tasks: int, rounds: int) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     lines = [f"radical backend on {results['resource']}: {results['tasks']} tasks per batch, "
              f"{results['rounds']} rounds (median)",
-             f"  pilot start-up  {results['pilot_startup_s']:6.1f} s",
+             f"  pilot start-up  {results['pilot_startup_s']:6.1f} s "
+             f"({results.get('batch_job') or 'no batch job'})",
+             f"  first task      {results['first_task_s']:6.2f} s",
              f"  shutdown        {results['shutdown_s']:6.1f} s"]
     for kind in ("executables", "functions"):
         if kind in results:
             row = results[kind]
             lines.append(f"  {kind:<12}  raw {row['median_raw_ms']:7.1f} ms/task   asyncflow "
                          f"{row['median_asyncflow_ms']:7.1f} ms/task   ratio "
-                         f"{row['ratio']:.2f} (goal <= 1.2)")
+                         f"{row['ratio']:.2f} (goal <= 1.1)")
     return "\n".join(lines)
 
 
@@ -130,7 +144,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100, help="tasks per batch")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds")
-    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
+    parser.add_argument("--json", type=Path, default=None, help="where to write results")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="start the pilot from this asyncflow.toml")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.tasks, args.rounds))
+    default = RESULTS if args.config is None else RESULTS.with_name("radical_overhead_slurm.json")
+    outcome = asyncio.run(main(args.tasks, args.rounds, args.config))
+    args.json = args.json or default
     keep(outcome, args.json, report(outcome))

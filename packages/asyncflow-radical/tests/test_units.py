@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -163,3 +164,57 @@ def test_a_site_that_would_build_a_fresh_virtualenv_uses_ours(
     assert inside["cores_per_node"] == 7  # the user's own settings stay
     assert os.environ["RADICAL_CONFIG_USER_DIR"] == str(user)
     assert frontera()["virtenv_mode"] == "create"
+
+
+SITE = {"resource_manager": "SLURM", "cores_per_node": 2, "default_queue": "debug",
+        "default_schema": "local",
+        "schemas": {"local": {"job_manager_endpoint": "slurm://localhost/",
+                              "filesystem_endpoint": "file://localhost/"}}}
+
+
+def test_a_site_given_inline_is_known_while_the_session_is_created_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import radical.utils as ru
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no user configurations at all
+    monkeypatch.delenv("RADICAL_CONFIG_USER_DIR", raising=False)
+    backend = RadicalExecutionBackend(site=SITE, nodes=2)
+    assert backend.resource == "asyncflow.site"
+
+    def known() -> dict[str, object] | None:
+        configs = ru.Config("radical.pilot.resource", name="*", expand=False)
+        return configs.get("asyncflow", {}).get("site")
+
+    assert known() is None
+    with _environment.own_environment(backend.resource, backend.site):
+        inside = known()
+    assert inside is not None and inside["resource_manager"] == "SLURM"
+    assert (inside["virtenv_mode"], inside["rp_version"]) == ("local", "installed")
+    assert inside["default_remote_workdir"] == str(tmp_path)  # a local site: our home
+    assert known() is None and "RADICAL_CONFIG_USER_DIR" not in os.environ
+    assert not (tmp_path / ".radical").exists()
+
+
+def test_a_site_file_is_read_and_a_bad_one_named(tmp_path: Path) -> None:
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps(SITE))
+    backend = RadicalExecutionBackend(resource="lab.cluster", site=str(path))
+    assert backend.site == SITE and backend.resource == "lab.cluster"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"site file .*site\.json must hold one JSON object"):
+        RadicalExecutionBackend(site=path)
+    with pytest.raises(ValueError, match=r"site file .*missing\.json: No such file"):
+        RadicalExecutionBackend(site=tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(("site", "message"), [
+    ({**SITE, "resource_manger": "SLURM"},
+     r"site: 'resource_manger' is not a key .* \(did you mean 'resource_manager'\?\)"),
+    ({**SITE, "schemas": {"local": {"job_manager_url": "slurm://localhost/"}}},
+     r"site\.schemas\.local: 'job_manager_url' is not a key"),
+    ({**SITE, "default_schema": "ssh"}, r"default_schema = 'ssh' is not one of its schemas"),
+])
+async def test_a_bad_site_key_is_named_before_anything_starts(site: dict[str, object],
+                                                              message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await RadicalExecutionBackend(site=site, nodes=1)

@@ -33,6 +33,16 @@ class Connection:
     """The LocalCluster the backend started, closed with it; ``None`` for a given cluster."""
     scratch: str | None = None
     """The LocalCluster's ``local_directory``, removed at shutdown."""
+    kind: str | None = None
+    """The batch system of a jobqueue cluster the backend started (``"slurm"``...)."""
+
+    def job_of(self, worker: str | None) -> str | None:
+        """The batch job of a worker (by name) of a jobqueue cluster: ``"Slurm job 42"``."""
+        if self.kind is None:
+            return None
+        from asyncflow_dask import _jobqueue
+
+        return _jobqueue.job_of(self.cluster, self.kind, worker)
 
     async def close(self) -> None:
         """Close what the backend created; leave a given client or cluster running."""
@@ -46,7 +56,13 @@ class Connection:
                     if isinstance(worker, Worker):  # a thread worker (processes=False): don't
                         # wait for bodies in its threads, which cannot be interrupted
                         await worker.close(executor_wait=False)
-                await asyncio.wait_for(self.cluster.close(timeout=CLOSE_TIMEOUT), CLOSE_TIMEOUT)
+                if self.kind is not None:
+                    from asyncflow_dask import _jobqueue
+
+                    await _jobqueue.close(self.cluster, CLOSE_TIMEOUT)
+                else:
+                    await asyncio.wait_for(self.cluster.close(timeout=CLOSE_TIMEOUT),
+                                           CLOSE_TIMEOUT)
         finally:
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
@@ -54,9 +70,12 @@ class Connection:
 
 async def connect(*, address: str | None, cluster: Any, client: Any,
                   local: Mapping[str, Any], config: Mapping[str, Any],
-                  connect_timeout: float | None) -> Connection:
+                  connect_timeout: float | None, jobs: int | None = None,
+                  adapt: Mapping[str, int] | None = None) -> Connection:
     """A connection to the cluster the options name (exactly one of them, or a new
-    LocalCluster built from ``local``), on the running event loop."""
+    LocalCluster built from ``local``), on the running event loop. A ``cluster`` given by
+    kind (``"slurm"``) is a jobqueue cluster built from ``local``, with ``jobs`` or
+    ``adapt``."""
     if client is not None:
         if not getattr(client, "asynchronous", False):
             raise TypeError("dask: client= must be an asynchronous distributed.Client created "
@@ -65,6 +84,8 @@ async def connect(*, address: str | None, cluster: Any, client: Any,
             await client
         return Connection(client, client.scheduler.address, owns_client=False)
     with dask.config.set(dict(config)):
+        if isinstance(cluster, str):
+            return await _batch_cluster(cluster, local, jobs, adapt, connect_timeout)
         if cluster is not None:  # by address: a synchronous cluster runs another loop
             address = cluster.scheduler_address
             return Connection(await _client(address, connect_timeout), address,
@@ -85,6 +106,22 @@ async def _client(target: Any, connect_timeout: float | None) -> Any:
         raise BackendError(f"dask: cannot connect to the Dask scheduler at {where}: "
                            f"{exc}") from exc
     return client
+
+
+async def _batch_cluster(kind: str, options: Mapping[str, Any], jobs: int | None,
+                         adapt: Mapping[str, int] | None,
+                         connect_timeout: float | None) -> Connection:
+    from asyncflow_dask import _jobqueue
+
+    cluster = await _jobqueue.start(kind, options, jobs=jobs, adapt=adapt)
+    try:
+        client = await _client(cluster, connect_timeout)
+    except BaseException:
+        await cluster.close()
+        raise
+    log.debug("started %r", cluster)
+    return Connection(client, cluster.scheduler_address, owns_client=True, cluster=cluster,
+                      kind=kind)
 
 
 async def _local_cluster(options: Mapping[str, Any],

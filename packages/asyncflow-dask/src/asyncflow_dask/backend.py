@@ -63,8 +63,16 @@ class DaskExecutionBackend(ExecutionBackend):
 
     Args:
         address: A scheduler to connect to, e.g. ``"tcp://10.0.0.5:8786"``.
-        cluster: A cluster object (``LocalCluster``, ``SLURMCluster``, ...); used as given and
-            left running at shutdown.
+        cluster: A cluster object (``LocalCluster``, ``SLURMCluster``, ...), used as given and
+            left running at shutdown; or a batch system by name (``"slurm"``, ``"pbs"``,
+            ``"sge"``, ``"lsf"``, ``"htcondor"``, ``"oar"``, ``"moab"``): the backend then
+            starts its workers as batch jobs through dask-jobqueue (``pip install
+            'asyncflow-dask[jobqueue]'``), with ``cluster_options`` passed to the jobqueue
+            cluster class (``cores``, ``memory``, ``queue``, ``walltime``...), and closes it,
+            cancelling its jobs, at shutdown.
+        jobs: With a batch system by name, how many worker jobs to submit (default 1).
+        adapt: With a batch system by name, ``{"minimum": m, "maximum": n}``: let Dask scale
+            between m and n worker jobs by load, instead of a fixed ``jobs``.
         client: An asynchronous ``distributed.Client`` created on the engine's event loop;
             used as given and left open at shutdown.
         n_workers: With none of the above, the backend starts a ``LocalCluster`` on
@@ -97,8 +105,10 @@ class DaskExecutionBackend(ExecutionBackend):
                  processes: bool | None = None, memory_limit: str | float | None = None,
                  cluster_options: Mapping[str, Any] | None = None,
                  dask_config: Mapping[str, Any] | None = None,
-                 connect_timeout: float | None = None) -> None:
+                 connect_timeout: float | None = None, jobs: int | None = None,
+                 adapt: Mapping[str, int] | None = None) -> None:
         super().__init__()
+        _check_batch_options(cluster, jobs, adapt)
         given = [n for n, v in (("address", address), ("cluster", cluster), ("client", client))
                  if v is not None]
         local = {k: v for k, v in (("n_workers", n_workers),
@@ -108,6 +118,8 @@ class DaskExecutionBackend(ExecutionBackend):
         twice = sorted(local.keys() & (cluster_options or {}).keys())
         if len(given) > 1:
             raise TypeError(f"{type(self).__name__}: give one of {' and '.join(given)}, not both")
+        if isinstance(cluster, str):  # a batch system: cluster_options configure its jobs
+            given.remove("cluster")
         if given and (local or cluster_options):
             raise TypeError(f"{type(self).__name__}: {sorted([*local, *(cluster_options or {})])}"
                             f" configure a LocalCluster the backend starts; they cannot be "
@@ -124,6 +136,8 @@ class DaskExecutionBackend(ExecutionBackend):
         self._local = {**local, **(cluster_options or {})}
         self._dask_config = dict(dask_config or {})
         self._connect_timeout = connect_timeout
+        self._jobs = jobs
+        self._adapt = dict(adapt) if adapt is not None else None
         self._token = secrets.token_hex(4)  # tells our Dask keys and events from other runs'
         self._conn: Connection | None = None
         self._inflight: dict[str, _InFlight] = {}
@@ -146,7 +160,8 @@ class DaskExecutionBackend(ExecutionBackend):
                        "run_command": _worker.run_command, "stop": _worker.stop}
         self._conn = await _cluster.connect(
             address=self._address, cluster=self._cluster, client=self._client_given,
-            local=self._local, config=self._dask_config, connect_timeout=self._connect_timeout)
+            local=self._local, config=self._dask_config, connect_timeout=self._connect_timeout,
+            jobs=self._jobs, adapt=self._adapt)
         _events.listen(self._conn.client, self._token, self._on_started)
 
     async def shutdown(self) -> None:
@@ -274,7 +289,9 @@ class DaskExecutionBackend(ExecutionBackend):
             if self._inflight.get(entry.spec.uid) is entry:  # not cancelled by us
                 self._finish(entry, TaskUpdate.failed(entry.spec.uid, self._lost(entry, exc)))
         except KilledWorker as exc:
-            self._finish(entry, TaskUpdate.failed(entry.spec.uid, _worker_lost(entry, exc)))
+            job = self._conn.job_of(getattr(exc.last_worker, "name", None)) \
+                if self._conn is not None else None
+            self._finish(entry, TaskUpdate.failed(entry.spec.uid, _worker_lost(entry, exc, job)))
         except Exception as exc:  # the body's own exception, with its remote traceback
             self._finish(entry, TaskUpdate.failed(entry.spec.uid, exc))
         else:
@@ -331,6 +348,9 @@ class DaskExecutionBackend(ExecutionBackend):
         started = {e.worker for e in entries}
         # A body may have started without its event having arrived yet: ask every worker.
         workers = None if None in started else sorted(w for w in started if w is not None)
+        if workers is not None:  # not one that died meanwhile: connecting to it would hang
+            alive = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+            workers = [w for w in workers if w in alive]
         await client.cancel([e.future for e in entries])
         await client.run(self._calls["stop"], keys, workers=workers, on_error="ignore")
 
@@ -394,9 +414,35 @@ def _unplaceable(placement: Mapping[str, Any], workers: Mapping[str, Mapping[str
     return None
 
 
-def _worker_lost(entry: _InFlight, exc: Any) -> WorkerLostError:
+def _check_batch_options(cluster: Any, jobs: int | None,
+                         adapt: Mapping[str, int] | None) -> None:
+    from asyncflow_dask._jobqueue import KINDS  # no dask import
+
+    if isinstance(cluster, str) and cluster not in KINDS:
+        raise ValueError(f"DaskExecutionBackend: cluster = {cluster!r} is not a batch system "
+                         f"dask-jobqueue knows ({', '.join(KINDS)})")
+    if not isinstance(cluster, str) and (jobs is not None or adapt is not None):
+        raise TypeError("DaskExecutionBackend: jobs= and adapt= scale a batch system named by "
+                        "cluster= (e.g. cluster='slurm')")
+    if jobs is not None and adapt is not None:
+        raise TypeError("DaskExecutionBackend: give jobs= (a fixed number of worker jobs) or "
+                        "adapt= (a range), not both")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"DaskExecutionBackend: jobs must be a whole number >= 1, not {jobs!r}")
+    if adapt is not None:
+        unknown = sorted(set(adapt) - {"minimum", "maximum"})
+        low, high = adapt.get("minimum", 0), adapt.get("maximum", adapt.get("minimum", 1))
+        if unknown or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                              for n in (low, high)) or high < max(low, 1):
+            raise ValueError(f"DaskExecutionBackend: adapt = {dict(adapt)!r}: expected "
+                             "{minimum = m, maximum = n} worker jobs, 0 <= m <= n, n >= 1")
+
+
+def _worker_lost(entry: _InFlight, exc: Any, job: str | None = None) -> WorkerLostError:
     spec = entry.spec
     last = getattr(exc.last_worker, "address", exc.last_worker)
+    if job is not None:
+        last = f"{last} ({job})"
     tries = exc.allowed_failures + 1
     error = WorkerLostError(
         f"task {spec.name!r} ({spec.uid}, attempt {spec.attempt}): the Dask worker {last} died "

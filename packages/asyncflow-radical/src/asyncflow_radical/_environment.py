@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ def prepare(resource: str) -> None:
 
 
 @contextlib.contextmanager
-def own_environment(resource: str) -> Iterator[None]:
-    """While inside (creating the session), ``resource`` is configured to use this environment.
+def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """While inside (creating the session), ``resource`` is configured to use this environment,
+    and is described by ``site`` when one is given.
 
     Many sites' shipped configurations say ``virtenv_mode: create``: the agent would build a
     fresh virtualenv and pip-install RADICAL-Pilot into it, from the network, and never see
@@ -53,26 +54,31 @@ def own_environment(resource: str) -> Iterator[None]:
     ``$RADICAL_CONFIG_USER_DIR/.radical/<module>/configs`` (default ``$HOME``) over its own;
     a session reads them once, when it is created. So for that moment this points
     ``RADICAL_CONFIG_USER_DIR`` at a copy of the user's configurations with
-    :data:`OWN_ENVIRONMENT` added for ``resource``.
+    :data:`OWN_ENVIRONMENT` added for ``resource`` (or with ``site`` as ``resource``, where
+    its own values win): the site is known to that session only, and no file is left behind.
     """
     import radical.utils as ru  # imported with radical.pilot already
 
-    site, _, label = resource.partition(".")
-    current = (ru.Config("radical.pilot.resource", name="*", expand=False).get(site)
-               or {}).get(label)
-    if current is None or all(current.get(k) == v for k, v in OWN_ENVIRONMENT.items()):
-        yield  # unknown (RADICAL-Pilot will say so) or right as it is
-        return
+    domain, _, label = resource.partition(".")
+    if site is None:
+        current = (ru.Config("radical.pilot.resource", name="*", expand=False).get(domain)
+                   or {}).get(label)
+        if current is None or all(current.get(k) == v for k, v in OWN_ENVIRONMENT.items()):
+            yield  # unknown (RADICAL-Pilot will say so) or right as it is
+            return
     user = os.environ.get("RADICAL_CONFIG_USER_DIR")
     with tempfile.TemporaryDirectory(prefix="asyncflow-radical-config-") as folder:
         source = Path(user or os.environ.get("HOME") or "/", ".radical")
         copy = Path(folder, ".radical")
         for configs in source.glob("**/configs"):
             shutil.copytree(configs, copy / configs.relative_to(source), dirs_exist_ok=True)
-        target = copy / "pilot" / "configs" / f"resource_{site}.json"
+        target = copy / "pilot" / "configs" / f"resource_{domain}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         mine: dict[str, Any] = json.loads(target.read_text()) if target.exists() else {}
-        mine.setdefault(label, {}).update(OWN_ENVIRONMENT)
+        if site is None:
+            mine.setdefault(label, {}).update(OWN_ENVIRONMENT)
+        else:  # the whole description: nothing merged in from a file of the same name
+            mine[label] = {**OWN_ENVIRONMENT, **_local_workdir(site), **site}
         target.write_text(json.dumps(mine, indent=2))
         os.environ["RADICAL_CONFIG_USER_DIR"] = folder
         try:
@@ -82,6 +88,21 @@ def own_environment(resource: str) -> Iterator[None]:
                 del os.environ["RADICAL_CONFIG_USER_DIR"]
             else:
                 os.environ["RADICAL_CONFIG_USER_DIR"] = user
+
+
+def _local_workdir(site: Mapping[str, Any]) -> dict[str, str]:
+    """Pilot sandboxes under this user's home when the site is reached from here.
+
+    RADICAL-Pilot's default is ``$HOME`` as the batch job sees it, but a job submitted through
+    psij (Slurm, PBS...) does not inherit this environment, and without ``HOME`` the sandbox
+    lands in ``/radical.pilot.sandbox``. A site whose endpoints are all on localhost shares
+    this machine's file system, so this home is the job's too.
+    """
+    endpoints = [url for schema in (site.get("schemas") or {}).values()
+                 for url in schema.values() if isinstance(url, str)]
+    if endpoints and all("://localhost" in url for url in endpoints):
+        return {"default_remote_workdir": os.path.expanduser("~")}
+    return {}
 
 
 def worker_pythonpath() -> str:

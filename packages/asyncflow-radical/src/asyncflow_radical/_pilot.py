@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from asyncflow_radical import _environment, _remote
+from asyncflow_radical import _batch, _environment, _remote, _site
 
 __all__ = ["Listener", "PilotJob", "import_radical_pilot"]
 
@@ -52,23 +52,32 @@ class PilotJob:
     Args:
         description: ``radical.pilot.PilotDescription`` fields.
         client_sandbox: where RADICAL-Pilot writes the client side of the session.
-        raptor_workers: number of RAPTOR workers.
-        raptor_cores_per_worker: cores of each worker, i.e. its concurrent function tasks.
+        raptor_workers: number of RAPTOR workers; ``None``: one per node of the pilot.
+        raptor_cores_per_worker: cores of each worker, i.e. its concurrent function tasks;
+            ``None``: half a node's cores (at least one), the rest left to executables.
         raptor_worker: further ``TaskDescription`` fields of the workers.
+        site: the resource description of ``description["resource"]``, registered for this
+            session only; ``None``: a resource RADICAL-Pilot knows.
     """
 
     def __init__(self, description: Mapping[str, Any], *, client_sandbox: str,
-                 raptor_workers: int, raptor_cores_per_worker: int,
-                 raptor_worker: Mapping[str, Any]) -> None:
+                 raptor_workers: int | None, raptor_cores_per_worker: int | None,
+                 raptor_worker: Mapping[str, Any],
+                 site: Mapping[str, Any] | None = None) -> None:
         self.description = dict(description)
         self.client_sandbox = client_sandbox
-        self.raptor_workers = raptor_workers
-        self.raptor_cores_per_worker = raptor_cores_per_worker
+        self.site = dict(site) if site is not None else None
+        # Set from the options by open(), once the resource's cores per node are known.
+        self.raptor_workers = raptor_workers or 0
+        self.raptor_cores_per_worker = raptor_cores_per_worker or 0
+        self._raptor_asked = (raptor_workers, raptor_cores_per_worker)
         self.raptor_worker = dict(raptor_worker)
         self.rp: Any = None  # the radical.pilot module
         self.fields: frozenset[str] = frozenset()  # what rp.TaskDescription accepts
         self.state: str | None = None
         self.problem: str | None = None  # why the pilot ended, once it has
+        self.batch_job: str | None = None  # e.g. "Slurm job 42", once the pilot is active
+        self._resource_manager = ""  # the resource's, e.g. "SLURM"
         self._session: Any = None
         self._pmgr: Any = None
         self._tmgr: Any = None
@@ -104,14 +113,43 @@ class PilotJob:
             if unknown:
                 raise ValueError(f"radical backend: pilot options {unknown} are not fields of "
                                  f"radical.pilot's PilotDescription ({', '.join(sorted(known))})")
-            with _environment.own_environment(self.resource):
+            if self.site is not None:
+                _site.check(self.site, rp)
+            with _environment.own_environment(self.resource, self.site):
                 self._session = rp.Session(cfg={"base": self.client_sandbox})
+            config = self._session.get_resource_config(self.resource)
+            self._resource_manager = str(config.get("resource_manager") or "")
+            self._plan_raptor(config)
             self._pmgr = rp.PilotManager(session=self._session)
             self._tmgr = rp.TaskManager(session=self._session)
             self._pmgr.register_callback(self._on_pilot_state)
             self._tmgr.register_callback(self._on_task_state)
             self._pilot = self._pmgr.submit_pilots(rp.PilotDescription(self.description))
             self._tmgr.add_pilots(self._pilot)
+
+    def _plan_raptor(self, config: Mapping[str, Any]) -> None:
+        """RAPTOR's worker count and size, from the options or the pilot's shape; an
+        impossible shape is an error now, before the pilot is submitted."""
+        per_node = int(config.get("cores_per_node") or 0)
+        cores, nodes = self.description.get("cores"), self.description.get("nodes")
+        if per_node < 1:  # the resource does not say: trust the options
+            per_node = cores or 1
+        total = cores if cores else (nodes or 1) * per_node
+        nodes = nodes or -(-total // per_node)
+        workers, size = self._raptor_asked
+        size = size or max(1, min(per_node, total) // 2)
+        workers = workers or nodes
+        where = f"the pilot on {self.resource} ({nodes} node(s) x {per_node} cores, {total} " \
+                "cores in all)"
+        if size > per_node:
+            raise ValueError(f"radical backend: raptor_cores_per_worker={size}, but a RAPTOR "
+                             f"worker runs on one node and {where} has {per_node} cores per "
+                             "node; lower raptor_cores_per_worker")
+        if 1 + workers * size > total:
+            raise ValueError(f"radical backend: RAPTOR needs {1 + workers * size} cores (1 for "
+                             f"its master, raptor_workers={workers} x raptor_cores_per_worker="
+                             f"{size}), more than {where}; lower them or ask for more cores")
+        self.raptor_workers, self.raptor_cores_per_worker = workers, size
 
     def close(self) -> None:
         """Stop RAPTOR, cancel the pilot, close the session: each step even if an earlier one
@@ -186,14 +224,6 @@ class PilotJob:
                 return self._raptor
             if self._pilot is None:
                 raise RuntimeError("the RADICAL-Pilot session is closed")
-            cores = self.description.get("cores")
-            needed = 1 + self.raptor_workers * self.raptor_cores_per_worker
-            if cores is not None and needed > cores:
-                raise ValueError(
-                    f"RAPTOR needs {needed} cores (1 for its master, {self.raptor_workers} "
-                    f"worker(s) x raptor_cores_per_worker={self.raptor_cores_per_worker}), but "
-                    f"the pilot has cores={cores}; lower raptor_cores_per_worker or ask for "
-                    "more cores")
             rp = self.rp
             tag = secrets.token_hex(3)
             master = f"raptor.{tag}.master"
@@ -240,6 +270,9 @@ class PilotJob:
     def _on_pilot_state(self, pilot: Any, state: str) -> None:
         rp = self.rp
         problem = None
+        if state == rp.PMGR_ACTIVE and self._resource_manager == "SLURM":
+            job = _batch.slurm_job(pilot.pilot_sandbox)
+            self.batch_job = None if job is None else f"Slurm job {job}"
         if state in rp.FINAL:
             sandbox = urlparse(pilot.pilot_sandbox or "").path
             problem = {
@@ -249,8 +282,9 @@ class PilotJob:
             if state == rp.FAILED and "VIRTUAL_ENV" not in os.environ:
                 problem += ("; this Python is not a virtualenv, so the agent may have started a "
                             "python3 without radical.pilot")
-            problem = f"the RADICAL-Pilot pilot {pilot.uid} on {self.resource} ended {state} " \
-                      f"({problem})"
+            job = f" in {self.batch_job}" if self.batch_job else ""
+            problem = f"the RADICAL-Pilot pilot {pilot.uid}{job} on {self.resource} ended " \
+                      f"{state} ({problem})"
         with self._lock:
             if self._closed:
                 return

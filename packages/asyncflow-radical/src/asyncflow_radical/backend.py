@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskUpdate
 from asyncflow.errors import BackendError, TaskTimeoutError, WorkerLostError
 from asyncflow.executables import outcome
-from asyncflow_radical import _remote
+from asyncflow_radical import _remote, _site
 from asyncflow_radical._describe import describe, stdio_names
 from asyncflow_radical._pilot import PilotJob
 from asyncflow_radical._staging import FileLedger
@@ -56,8 +56,14 @@ class RadicalExecutionBackend(ExecutionBackend):
     is left to the resource's configuration.
 
     Args:
-        resource: a RADICAL-Pilot resource label: ``"local.localhost"`` (this machine) or a
-            site's, e.g. ``"tacc.frontera"``.
+        resource: a RADICAL-Pilot resource label: ``"local.localhost"`` (this machine, the
+            default) or a site's, e.g. ``"tacc.frontera"``; with ``site``, the label to give
+            that site (default ``"asyncflow.site"``).
+        site: the resource described here instead of in RADICAL-Pilot's files: a table with
+            the keys of a RADICAL-Pilot resource configuration (``resource_manager``,
+            ``schemas``, ``cores_per_node``...) or the path of a JSON file holding one. It is
+            registered for this backend's session only; nothing is written under
+            ``~/.radical``.
         cores: cores to ask for; with neither ``cores`` nor ``nodes``, one node.
         gpus: GPUs to ask for.
         nodes: nodes to ask for.
@@ -71,8 +77,11 @@ class RadicalExecutionBackend(ExecutionBackend):
             waits as long as the batch queue takes.
         client_sandbox: where RADICAL-Pilot writes the client side of its session; by default
             ``$RADICAL_PILOT_BASE`` if set, else a temporary folder removed at shutdown.
-        raptor_workers: RAPTOR workers that run function tasks.
-        raptor_cores_per_worker: cores of each worker: how many function tasks it runs at once.
+        raptor_workers: RAPTOR workers that run function tasks; by default one per node.
+        raptor_cores_per_worker: cores of each worker: how many function tasks it runs at
+            once; by default half a node's cores (at least one). A worker fits on one node, and
+            RAPTOR (its master takes a core) fits in the pilot, or ``start()`` fails naming the
+            numbers before the pilot is submitted.
         raptor_on_start: start RAPTOR in ``start()`` rather than with the first function task.
         raptor_worker: further ``TaskDescription`` fields of the workers (e.g. ``pre_exec``).
     """
@@ -86,7 +95,8 @@ class RadicalExecutionBackend(ExecutionBackend):
     def __init__(
         self,
         *,
-        resource: str = "local.localhost",
+        resource: str | None = None,
+        site: Mapping[str, Any] | str | os.PathLike[str] | None = None,
         cores: int | None = None,
         gpus: int | None = None,
         nodes: int | None = None,
@@ -98,8 +108,8 @@ class RadicalExecutionBackend(ExecutionBackend):
         pilot: Mapping[str, Any] | None = None,
         startup_timeout: float | None = 600.0,
         client_sandbox: str | os.PathLike[str] | None = None,
-        raptor_workers: int = 1,
-        raptor_cores_per_worker: int = 4,
+        raptor_workers: int | None = None,
+        raptor_cores_per_worker: int | None = None,
         raptor_on_start: bool = False,
         raptor_worker: Mapping[str, Any] | None = None,
     ) -> None:
@@ -110,12 +120,18 @@ class RadicalExecutionBackend(ExecutionBackend):
                                  f"not {value!r}")
         for option, value in (("runtime", runtime), ("raptor_workers", raptor_workers),
                               ("raptor_cores_per_worker", raptor_cores_per_worker)):
-            if not isinstance(value, int) or value < 1:
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"radical backend: {option} must be a whole number >= 1, "
                                  f"not {value!r}")
         if pilot and "exit_on_error" in pilot:
             raise ValueError("radical backend: exit_on_error is always False: a failed pilot "
                              "fails its tasks and never signals this process")
+        self.site = None if site is None else _site.load(site)
+        if resource is None:
+            resource = "local.localhost" if site is None else _site.DEFAULT_LABEL
+        if "." not in resource:
+            raise ValueError(f"radical backend: resource {resource!r} must be a label of the "
+                             "form <site>.<machine>, e.g. 'local.localhost'")
         self.resource = resource
         self.pilot_description: dict[str, Any] = {
             key: value for key, value in (
@@ -145,6 +161,13 @@ class RadicalExecutionBackend(ExecutionBackend):
         self._active: asyncio.Future[None] | None = None
         self._pilot_problem: str | None = None  # why the pilot ended, once it has
         self._stopping = False
+
+    @property
+    def batch_job(self) -> str | None:
+        """The batch job the pilot runs in (e.g. ``"Slurm job 42"``), once it is active and
+        where the resource's batch system says so."""
+        job = self._job or (self._host._job if self._host is not None else None)
+        return None if job is None else job.batch_job
 
     def share(self) -> RadicalExecutionBackend:
         """A new backend that runs its tasks on this backend's pilot.
@@ -191,7 +214,7 @@ class RadicalExecutionBackend(ExecutionBackend):
         return PilotJob(self.pilot_description, client_sandbox=os.fspath(base),
                         raptor_workers=self.raptor_workers,
                         raptor_cores_per_worker=self.raptor_cores_per_worker,
-                        raptor_worker=self.raptor_worker)
+                        raptor_worker=self.raptor_worker, site=self.site)
 
     # -- submit ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from asyncflow import _plugins, executables
 from asyncflow._kernel import deps as _deps
+from asyncflow._kernel import exit_guard as _exit
 from asyncflow._kernel import signals as _signals
 from asyncflow._kernel.creation import awaitable_or_context
 from asyncflow._kernel.decorators import DecoratorsMixin
@@ -201,6 +202,7 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
                 self._observers.call(self._observers.engine_stopped, engine=self, error=exc)
             raise
         _signals.install(self)
+        _exit.guard(self)  # closes the engine if the program forgets to
         if self._observers.engine_started:
             self._observers.call(self._observers.engine_started, engine=self)
 
@@ -260,6 +262,7 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         finally:
             if self._observers.engine_stopped:
                 self._observers.call(self._observers.engine_stopped, engine=self, error=error)
+            _exit.release(self)
             _signals.uninstall(self)  # last: a signal that stopped the engine acts after this
 
     async def _outlast(self, tasks: Iterable[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:

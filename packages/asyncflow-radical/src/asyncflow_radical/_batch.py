@@ -1,0 +1,32 @@
+"""The batch job a pilot runs in, so that messages about the pilot can name it.
+
+RADICAL-Pilot submits the pilot through psij and keeps the batch system's job id in its
+launcher process; the client never learns it. The job's working directory is the pilot's
+sandbox, though, and that the client knows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from urllib.parse import urlparse
+
+__all__ = ["slurm_job"]
+
+
+def slurm_job(sandbox: str | None) -> str | None:
+    """The id of the Slurm job working in ``sandbox`` (a URL or path), if squeue knows one."""
+    path = urlparse(sandbox or "").path.rstrip("/")
+    squeue = shutil.which("squeue")
+    if not path or squeue is None:
+        return None
+    try:
+        listing = subprocess.run([squeue, "--noheader", "--me", "--format=%i|%Z"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in listing.splitlines():
+        job, _, workdir = line.partition("|")
+        if workdir.rstrip("/") == path:
+            return job.strip()
+    return None
