@@ -3,14 +3,16 @@ the shared one)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 
 import dask_bodies as bodies
 import pytest
-from dask_support import Inbox
+from dask_support import WITHIN, Inbox
 
-from asyncflow import WorkflowEngine
+from asyncflow import TaskState, WorkflowEngine
 from asyncflow.errors import WorkerLostError
 from asyncflow_dask import DaskExecutionBackend
 
@@ -71,3 +73,56 @@ async def test_a_result_lost_with_its_worker_is_recomputed_for_a_dependent(
         assert again != holder
         assert await dependent == again
         assert upstream.result() == holder  # the engine's future keeps the first value
+
+
+def _lost_only() -> dict[str, object]:
+    # A task whose worker dies fails at once (WorkerLostError), for the engine's retries=.
+    return {"distributed.scheduler.allowed-failures": 0}
+
+
+def _others() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+
+async def test_both_workers_killed_one_after_the_other_every_task_still_settles() -> None:
+    backend = DaskExecutionBackend(n_workers=2, threads_per_worker=1, dask_config=_lost_only())
+    async with await WorkflowEngine.create(backend=backend) as flow:
+        pids = list((await backend.client.run(os.getpid)).values())
+        body = flow.function_task(retries=3)(bodies.sleep)
+        futures = [body(0.01) for _ in range(300)]
+        done = 0
+
+        def count(_: object) -> None:
+            nonlocal done
+            done += 1
+            if done == 50:
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+
+        for future in futures:
+            future.add_done_callback(count)
+        _, pending = await asyncio.wait(futures, timeout=4 * WITHIN)
+        assert not pending, f"{len(pending)} of 300 futures never settled: {flow.counts()}"
+        assert [f.result() for f in futures] == ["slept"] * 300
+    assert not _others(), f"the shutdown left asyncio tasks pending: {_others()}"
+
+
+async def test_a_shutdown_after_both_workers_died_settles_everything_and_leaves_no_task(
+        inbox: Inbox, caplog: pytest.LogCaptureFixture) -> None:
+    backend = DaskExecutionBackend(n_workers=2, threads_per_worker=1, dask_config=_lost_only())
+    flow = await WorkflowEngine.create(backend=backend)
+    pids = list((await backend.client.run(os.getpid)).values())
+    # async def bodies: cancelling one asks its worker to stop it
+    body = flow.function_task(retries=3)(bodies.report_then_sleep_async)
+    futures = [body(inbox.address, f"nap-{i}", 60) for i in range(200)]
+    await inbox.next()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING, logger="asyncflow"):
+        await asyncio.wait_for(flow.shutdown(), 2 * flow.shutdown_timeout + WITHIN)
+    # Cancelling a task never waits for the cluster: the engine finds no cancel unfinished,
+    # and the backend no release it could not make.
+    complaints = [r.getMessage() for r in caplog.records if r.name.startswith("asyncflow")]
+    assert not complaints, complaints
+    assert {f.state for f in futures} == {TaskState.CANCELLED}
+    assert not _others(), f"the shutdown left asyncio tasks pending: {_others()}"

@@ -36,6 +36,9 @@ __all__ = ["DaskExecutionBackend"]
 
 log = logging.getLogger("asyncflow.dask")
 
+RELEASE_WAIT = 10.0  # seconds the shutdown waits for the cluster to forget our tasks
+STOP_WAIT = 5.0  # seconds cancelled bodies' workers get to answer (a dead one never does)
+
 _THREAD_NOTE = ("; its body keeps running in a Dask worker thread until it returns (Python "
                 "threads cannot be interrupted)")
 
@@ -142,6 +145,8 @@ class DaskExecutionBackend(ExecutionBackend):
         self._conn: Connection | None = None
         self._inflight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to our asyncio tasks
+        self._releasing: list[_InFlight] | None = None  # what the next batch releases
+        self._batch: asyncio.Task[None] | None = None  # the task that will release it
         self._calls: dict[str, Callable[..., Any]] = {}
 
     @property
@@ -175,12 +180,15 @@ class DaskExecutionBackend(ExecutionBackend):
         for entry in entries:
             self._disarm(entry)
             self.report(TaskUpdate.cancelled(entry.spec.uid))
+            self._release(entry)
         try:
-            if entries and conn.client.status == "running":
-                await asyncio.wait_for(self._cancel_on_cluster(entries), 10)
-        except Exception:  # a lost scheduler must not stop us releasing the rest
-            log.warning("dask: could not cancel %d tasks on the cluster", len(entries),
-                        exc_info=True)
+            if self._tasks and conn.client.status == "running":
+                # The releases reach the cluster and the watches of their futures end; a
+                # scheduler that stopped answering gets RELEASE_WAIT seconds, not forever.
+                _, late = await asyncio.wait(set(self._tasks), timeout=RELEASE_WAIT)
+                if late:
+                    log.warning("dask: %d tasks not released on the cluster within %ss",
+                                len(late), RELEASE_WAIT)
         finally:
             _events.stop_listening(conn.client, self._token)
             for task in self._tasks:
@@ -324,7 +332,7 @@ class DaskExecutionBackend(ExecutionBackend):
             return
         self._finish(entry, TaskUpdate.failed(spec.uid, TaskTimeoutError(
             spec.name, spec.timeout, _THREAD_NOTE)))
-        self._spawn(self._cancel_on_cluster([entry]))
+        self._release(entry)
 
     # -- cancelling --------------------------------------------------------------------------
 
@@ -334,30 +342,60 @@ class DaskExecutionBackend(ExecutionBackend):
             return False
         self._disarm(entry)
         self.report(TaskUpdate.cancelled(uid))
-        try:
-            await self._cancel_on_cluster([entry])
-        except Exception:
-            log.warning("dask: could not cancel %s on the cluster", uid, exc_info=True)
+        await asyncio.shield(self._release(entry))  # one caller's cancel stops no batch
         return True
+
+    def _release(self, entry: _InFlight) -> asyncio.Task[None]:
+        """Forget a settled task's Dask future and stop its body; the task doing it.
+
+        The releases of one turn of the event loop (a shutdown cancels every task at once)
+        go in one batch: one ``Client.cancel`` and at most one ``Client.run``, not three
+        calls per task; and a worker that died unnoticed holds the batch up for at most
+        :data:`STOP_WAIT` seconds, not Dask's connect timeout.
+        """
+        if self._releasing is None or self._batch is None:
+            self._releasing = []
+            self._batch = self._spawn(self._release_batch())
+        self._releasing.append(entry)
+        return self._batch
+
+    async def _release_batch(self) -> None:
+        entries, self._releasing, self._batch = self._releasing or [], None, None
+        try:
+            await self._cancel_on_cluster(entries)
+        except Exception:
+            log.warning("dask: could not cancel %d tasks on the cluster", len(entries),
+                        exc_info=True)
 
     async def _cancel_on_cluster(self, entries: Sequence[_InFlight]) -> None:
         """Forget the Dask futures and stop the bodies already running (async ones and
         commands; a thread cannot be stopped)."""
         client = self.client
-        keys = [e.future.key for e in entries]
-        started = {e.worker for e in entries}
-        # A body may have started without its event having arrived yet: ask every worker.
-        workers = None if None in started else sorted(w for w in started if w is not None)
-        if workers is not None:  # not one that died meanwhile: connecting to it would hang
-            alive = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
-            workers = [w for w in workers if w in alive]
         await client.cancel([e.future for e in entries])
-        await client.run(self._calls["stop"], keys, workers=workers, on_error="ignore")
+        stoppable = [e for e in entries
+                     if e.spec.kind is TaskKind.EXECUTABLE or e.spec.is_coroutine]
+        if not stoppable:
+            return
+        # Only workers the scheduler still lists: connecting to a dead one would hang. A body
+        # may have started without its event having arrived yet: then ask all of them.
+        alive = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+        started = {e.worker for e in stoppable}
+        workers = sorted(alive if None in started else started & alive.keys())
+        if not workers:
+            return
+        try:
+            await asyncio.wait_for(client.run(self._calls["stop"],
+                                              [e.future.key for e in stoppable],
+                                              workers=workers, on_error="ignore"), STOP_WAIT)
+        except TimeoutError:  # the scheduler still lists a dead worker: its bodies died too
+            log.info("dask: a worker did not answer within %ss when asked to stop %d "
+                     "cancelled bodies (it died?)", STOP_WAIT, len(stoppable))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _placement(spec: TaskSpec) -> dict[str, Any]:
