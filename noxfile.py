@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -160,49 +162,50 @@ def build(session: nox.Session) -> None:
         session.error("the workflow did not run on the backend asyncflow.toml names")
 
 
-@nox.session
-def hpc(session: nox.Session) -> None:
-    """The HPC path on a real batch system: scripts/slurm-cluster.sh starts a two-node Slurm
-    cluster on this machine (installing slurm-wlm and munge if missing; needs root), then
-    Dask's worker jobs (dask-jobqueue) and RADICAL-Pilot's pilots run on it; the cluster is
-    stopped however the tests end."""
-    install_packages(session, "asyncflow-radical")
-    session.install("-e", "packages/asyncflow-dask[jobqueue]")
-    cluster = str(ROOT / "scripts" / "slurm-cluster.sh")
-    env = {"SLURM_CONF": os.path.join(os.environ.get("ASYNCFLOW_SLURM_DIR",
-                                                     "/tmp/asyncflow-slurm"), "slurm.conf"),
-           "ASYNCFLOW_SLURM_TESTS": "1"}
-    session.run("bash", cluster, "start", external=True)
-    try:
-        session.run("pytest", "packages/asyncflow-dask/tests/slurm", *session.posargs, env=env)
-        session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
-                    "-p", "no:cacheprovider", "packages/asyncflow-radical/tests/slurm",
-                    f"--ignore={LOSS_TESTS}", *session.posargs, env=env, external=True)
-    finally:
-        session.run("bash", cluster, "stop", external=True)
-
-
 # Pilots ended by scancel and by their walltime: two pilots side by side plus a walltime to
 # wait out. Under load (2 shared cores) a pilot can fail to start or outlast the test's
 # 10 minutes, so this runs on its own, not in the default run: `nox -s hpc_faults`.
 LOSS_TESTS = "packages/asyncflow-radical/tests/slurm/test_slurm_loss.py"
 
 
+@contextlib.contextmanager
+def slurm_cluster(session: nox.Session) -> Iterator[dict[str, str]]:
+    """Start scripts/slurm-cluster.sh's two-node cluster (installing slurm-wlm and munge if
+    missing; needs root), yield the tests' environment, and stop it however the tests end."""
+    cluster = str(ROOT / "scripts" / "slurm-cluster.sh")
+    session.run("bash", cluster, "start", external=True)
+    try:
+        yield {"SLURM_CONF": os.path.join(os.environ.get("ASYNCFLOW_SLURM_DIR",
+                                                         "/tmp/asyncflow-slurm"), "slurm.conf"),
+               "ASYNCFLOW_SLURM_TESTS": "1"}
+    finally:
+        session.run("bash", cluster, "stop", external=True)
+
+
+def radical_pytest(session: nox.Session, env: dict[str, str], *args: str) -> None:
+    """pytest inside contained.sh, which ends every RADICAL-Pilot process the tests leave."""
+    session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
+                "-p", "no:cacheprovider", *args, *session.posargs, env=env, external=True)
+
+
+@nox.session
+def hpc(session: nox.Session) -> None:
+    """The HPC path on a real batch system: Dask's worker jobs (dask-jobqueue) and
+    RADICAL-Pilot's pilots on a two-node Slurm cluster on this machine."""
+    install_packages(session, "asyncflow-radical")
+    session.install("-e", "packages/asyncflow-dask[jobqueue]")
+    with slurm_cluster(session) as env:
+        session.run("pytest", "packages/asyncflow-dask/tests/slurm", *session.posargs, env=env)
+        radical_pytest(session, env, "packages/asyncflow-radical/tests/slurm",
+                       f"--ignore={LOSS_TESTS}")
+
+
 @nox.session
 def hpc_faults(session: nox.Session) -> None:
     """RADICAL-Pilot pilots that the batch system ends (scancel, walltime), on the cluster."""
     install_packages(session, "asyncflow-radical")
-    cluster = str(ROOT / "scripts" / "slurm-cluster.sh")
-    env = {"SLURM_CONF": os.path.join(os.environ.get("ASYNCFLOW_SLURM_DIR",
-                                                     "/tmp/asyncflow-slurm"), "slurm.conf"),
-           "ASYNCFLOW_SLURM_TESTS": "1"}
-    session.run("bash", cluster, "start", external=True)
-    try:
-        session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
-                    "-p", "no:cacheprovider", LOSS_TESTS, *session.posargs, env=env,
-                    external=True)
-    finally:
-        session.run("bash", cluster, "stop", external=True)
+    with slurm_cluster(session) as env:
+        radical_pytest(session, env, LOSS_TESTS)
 
 
 @nox.session
