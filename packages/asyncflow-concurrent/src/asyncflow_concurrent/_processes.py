@@ -27,6 +27,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -89,13 +90,8 @@ class ProcessRunner:
         self._token = secrets.token_hex(16).encode()
         self._dir = tempfile.mkdtemp(prefix="asyncflow-")  # mode 0700: ours alone
         self._address = os.path.join(self._dir, "starts")
-        self._server: asyncio.AbstractServer | None = None
-        self._channels: set[asyncio.BaseTransport] = set()
+        self._announcements = _Announcements(self, self._address)
         self._abandoned = False  # a body was still running when shutdown began
-
-    async def start(self) -> None:
-        self._server = await self.loop.create_unix_server(
-            lambda: _StartChannel(self), self._address)
 
     # -- running a body --------------------------------------------------------------------
 
@@ -224,45 +220,69 @@ class ProcessRunner:
         recoveries = list(self._recoveries.values())
         if recoveries:
             await asyncio.gather(*recoveries, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for channel in list(self._channels):
-            channel.close()
+        self._announcements.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class _StartChannel(asyncio.Protocol):
-    """One worker's announcements: a token line, then ``<ticket> <pid>`` lines."""
+class _Announcements:
+    """The local socket the workers announce on: a token line, then ``<ticket> <pid>`` lines.
 
-    def __init__(self, runner: ProcessRunner) -> None:
+    Accepting and reading happen inside the loop's reader callbacks, not in tasks, so closing
+    it closes every connection at once: none can be half-accepted (asyncio's own server can
+    be closed between accepting a connection and making its transport, which then leaks).
+    """
+
+    def __init__(self, runner: ProcessRunner, address: str) -> None:
         self.runner = runner
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.trusted = False
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(address)
+        self.listener.listen()
+        self.listener.setblocking(False)
+        self.buffers: dict[socket.socket, bytes] = {}
+        self.trusted: set[socket.socket] = set()  # sent the token: one of our workers
+        runner.loop.add_reader(self.listener, self._accept)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.runner._channels.add(transport)
+    def _accept(self) -> None:
+        try:
+            channel, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        channel.setblocking(False)
+        self.buffers[channel] = b""
+        self.runner.loop.add_reader(channel, self._read, channel)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.runner._channels.discard(self.transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
+    def _read(self, channel: socket.socket) -> None:
+        try:
+            data = channel.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker ended
+            self._drop(channel)
+            return
+        *lines, self.buffers[channel] = (self.buffers[channel] + data).split(b"\n")
         for line in lines:
-            if not self.trusted:  # only our workers know the token
-                self.trusted = hmac.compare_digest(line, self.runner._token)
-                if not self.trusted:
-                    assert self.transport is not None
-                    self.transport.close()
+            if channel not in self.trusted:  # only our workers know the token
+                if not hmac.compare_digest(line, self.runner._token):
+                    self._drop(channel)
                     return
+                self.trusted.add(channel)
                 continue
             ticket, pid = line.split()
             self.runner.started(int(ticket), int(pid))
+
+    def _drop(self, channel: socket.socket) -> None:
+        self.runner.loop.remove_reader(channel)
+        self.buffers.pop(channel, None)
+        self.trusted.discard(channel)
+        channel.close()
+
+    def close(self) -> None:
+        self.runner.loop.remove_reader(self.listener)
+        self.listener.close()
+        for channel in list(self.buffers):
+            self._drop(channel)
 
 
 def _max_workers(pool: ProcessPoolExecutor) -> int:

@@ -158,9 +158,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
 
             pool = executor if isinstance(executor, ProcessPoolExecutor) else new_pool(
                 self._max_workers)
-            runner = ProcessRunner(pool, loop)
-            await runner.start()
-            self._runner = runner
+            self._runner = ProcessRunner(pool, loop)
         else:
             from asyncflow_concurrent._threads import ThreadRunner
 
