@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -183,9 +184,33 @@ def slurm_cluster(session: nox.Session) -> Iterator[dict[str, str]]:
 
 
 def radical_pytest(session: nox.Session, env: dict[str, str], *args: str) -> None:
-    """pytest inside contained.sh, which ends every RADICAL-Pilot process the tests leave."""
-    session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
-                "-p", "no:cacheprovider", *args, *session.posargs, env=env, external=True)
+    """pytest inside contained.sh, which ends every RADICAL-Pilot process the tests leave.
+
+    On a failure contained.sh prints the pilots' logs after pytest's summary; the failed tests
+    are printed again below them, so that the end of the log says what failed.
+    """
+    results = Path(session.create_tmp()) / "radical-results.xml"
+    results.unlink(missing_ok=True)
+    try:
+        session.run("bash", "packages/asyncflow-radical/tests/contained.sh", "-m", "pytest",
+                    "-p", "no:cacheprovider", f"--junitxml={results}", *args,
+                    *session.posargs, env=env, external=True)
+    except nox.command.CommandFailed:
+        print_failures(results)
+        raise
+
+
+def print_failures(results: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    if not results.exists():
+        print(f"no {results.name}: pytest did not get as far as reporting")
+        return
+    for case in ET.parse(results).iter("testcase"):
+        for problem in (*case.iter("failure"), *case.iter("error")):
+            print(f"FAILED {case.get('classname')}::{case.get('name')}: "
+                  f"{(problem.get('message') or '')[:300]}")
+            print("\n".join((problem.text or "").splitlines()[-25:]))
 
 
 @nox.session
