@@ -1,7 +1,8 @@
 """Dask workers as Slurm batch jobs (dask-jobqueue), on the two-node cluster of
 scripts/slurm-cluster.sh: chosen by name in asyncflow.toml, tasks on both nodes, a worker job
 removed with scancel survived, or (allowed-failures = 0) failing with WorkerLostError naming
-the job, rerun by retries=; shutdown leaves no job in squeue."""
+the job, rerun by retries=; shutdown leaves no job in squeue, and so does a script that
+returns or raises without shutdown()."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from asyncflow import WorkerLostError, WorkflowEngine
+from asyncflow.testing.exits import run_without_shutdown
 from asyncflow_dask import DaskExecutionBackend
 
 CONFIG = """\
@@ -118,4 +120,13 @@ async def test_with_no_failures_allowed_a_lost_job_is_named_and_retries_rerun(
             await asyncio.wait_for(held, 120)
     finally:
         await flow.shutdown()
+    assert squeue("--states=PENDING,RUNNING", "-o", "%i") == []
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ending", ["return", "raise"])
+def test_a_script_without_shutdown_exits_and_leaves_no_worker_job(
+        config: Path, ending: str) -> None:
+    # The script picks the asyncflow.toml of its working directory: workers as Slurm jobs.
+    run_without_shutdown("dask", {}, ending, config, limit=180).check()
     assert squeue("--states=PENDING,RUNNING", "-o", "%i") == []
