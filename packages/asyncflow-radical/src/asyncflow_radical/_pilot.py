@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -391,7 +392,10 @@ def import_radical_pilot() -> Any:
 
 
 def _attempt(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    began = time.monotonic()
     try:
         call(*args, **kwargs)
     except Exception:
         log.exception("radical backend: could not %s", what)
+    else:
+        log.debug("radical backend: %s took %.1f s", what, time.monotonic() - began)
