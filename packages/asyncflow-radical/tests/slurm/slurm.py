@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,3 +26,29 @@ def job_id(batch_job: str | None) -> str:
 
 async def scancel(job: str) -> None:
     await asyncio.to_thread(subprocess.run, ["scancel", job], check=True, timeout=30)
+
+
+async def line_from(fifo: Path, within: float) -> str:
+    """The first line a task writes into ``fifo``, waiting at most ``within`` seconds.
+
+    Read from the loop (a blocking read in a thread could not be given up: its thread would
+    hold the test process at exit). Opened read-write so that it never reads as ended while
+    no writer has it open yet (Linux allows O_RDWR on a FIFO).
+    """
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+    data = bytearray()
+
+    def readable() -> None:
+        with contextlib.suppress(BlockingIOError):
+            data.extend(os.read(fd, 4096))
+        if b"\n" in data and not line.done():
+            line.set_result(data.split(b"\n", 1)[0].decode())
+
+    loop.add_reader(fd, readable)
+    try:
+        return await asyncio.wait_for(line, within)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import group_processes
-from slurm import CONFIG, job_id, scancel, squeue
+from slurm import CONFIG, job_id, line_from, scancel, squeue
 
 from asyncflow import WorkerLostError, WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
@@ -50,7 +50,7 @@ async def test_scancel_and_walltime_fail_tasks_in_flight_then_nothing_is_left(
                 return f"sh -c 'echo > {fifo}; exec sleep 600'"
 
             futures.append(hold())
-            await asyncio.to_thread(fifo.read_text)  # running in its pilot's job
+            await line_from(fifo, 120)  # running in its pilot's job
 
         await scancel(jobs[0])
         removed = time.monotonic()

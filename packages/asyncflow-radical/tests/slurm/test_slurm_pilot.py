@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slurm import CONFIG, job_id, squeue
+from slurm import CONFIG, job_id, line_from, squeue
 
 from asyncflow import InputFile, OutputFile, WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
@@ -107,7 +107,7 @@ async def test_a_running_srun_step_is_cancelled_and_its_cores_come_back(
         return f"sh -c '[ $SLURM_PROCID = 0 ] && echo > {fifo}; exec sleep 600'"
 
     future = hold()
-    await asyncio.to_thread(fifo.read_text)  # rank 0 runs
+    await line_from(fifo, 120)  # rank 0 runs
     future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await future
