@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from urllib.parse import urlparse
 
-__all__ = ["slurm_job"]
+__all__ = ["scancel", "slurm_job"]
 
 
 def slurm_job(sandbox: str | None) -> str | None:
@@ -30,3 +30,9 @@ def slurm_job(sandbox: str | None) -> str | None:
         if workdir.rstrip("/") == path:
             return job.strip()
     return None
+
+
+def scancel(job: str) -> None:
+    """End Slurm job ``job`` (its processes get SIGTERM, then SIGKILL after the site's
+    KillWait); returns once Slurm has taken the request."""
+    subprocess.run(["scancel", job], capture_output=True, text=True, timeout=30, check=True)

@@ -31,6 +31,8 @@ log = logging.getLogger("asyncflow.radical")
 # it from a file, which is never imported here: it imports radical.pilot.
 _WORKER_FILE = Path(__file__).with_name("_worker.py")
 _WORKER_CLASS = "AsyncflowWorker"
+# Seconds a pilot in a Slurm job is given to stop on request before its job is cancelled.
+_PILOT_ASKED = 2.0
 RAPTOR_STARTUP_TIMEOUT = 300  # seconds for a new RAPTOR to run its first function task
 
 
@@ -170,7 +172,17 @@ class PilotJob:
             if tmgr is not None and raptor:  # never raptor.rpc("stop"): it can hang forever
                 _attempt("stop RAPTOR", tmgr.cancel_tasks, raptor)
                 _attempt("wait for RAPTOR to stop", tmgr.wait_tasks, raptor, timeout=30)
-            if pmgr is not None:  # before session.close(), which may otherwise stall ~15 s
+            job = None
+            if pilot is not None and self._resource_manager == "SLURM":
+                job = _batch.slurm_job(pilot.pilot_sandbox)
+            if pmgr is not None and job is not None:
+                # RADICAL-Pilot learns that a batch job ended only at psij's next poll of the
+                # queue (every 30 s), and waits for it when it cancels the pilot or closes its
+                # pilot manager. The job is ours and known: end it, and close without that wait.
+                _attempt("ask the pilot to stop", pmgr.cancel_pilots, _timeout=_PILOT_ASKED)
+                _attempt(f"cancel Slurm job {job}", _batch.scancel, job)
+                _attempt("close the pilot manager", pmgr.close, terminate=False)
+            elif pmgr is not None:  # before session.close(), which may otherwise stall ~15 s
                 _attempt("cancel the pilot", pmgr.cancel_pilots, _timeout=60)
             if session is not None:
                 _attempt("close the session", session.close, download=False)
