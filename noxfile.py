@@ -5,7 +5,6 @@
     nox -s tests             each package's tests, one virtualenv per package
     nox -s "tests(package='asyncflow-dask')"
     nox -s hpc               RADICAL-Pilot and Dask on a two-node Slurm cluster it starts
-    nox -s hpc_faults        pilots ended by scancel and walltime (not in the default run)
     nox -s bench             the benchmark (not in the default run)
     nox -s chaos             the chaos suite at full size, and the table in docs/reliability.md
 """
@@ -163,12 +162,6 @@ def build(session: nox.Session) -> None:
         session.error("the workflow did not run on the backend asyncflow.toml names")
 
 
-# Pilots ended by scancel and by their walltime: two pilots side by side plus a walltime to
-# wait out. Under load (2 shared cores) a pilot can fail to start or outlast the test's
-# 10 minutes, so this runs on its own, not in the default run: `nox -s hpc_faults`.
-LOSS_TESTS = "packages/asyncflow-radical/tests/slurm/test_slurm_loss.py"
-
-
 @contextlib.contextmanager
 def slurm_cluster(session: nox.Session) -> Iterator[dict[str, str]]:
     """Start scripts/slurm-cluster.sh's two-node cluster (installing slurm-wlm and munge if
@@ -221,16 +214,7 @@ def hpc(session: nox.Session) -> None:
     session.install("-e", "packages/asyncflow-dask[jobqueue]")
     with slurm_cluster(session) as env:
         session.run("pytest", "packages/asyncflow-dask/tests/slurm", *session.posargs, env=env)
-        radical_pytest(session, env, "packages/asyncflow-radical/tests/slurm",
-                       f"--ignore={LOSS_TESTS}")
-
-
-@nox.session
-def hpc_faults(session: nox.Session) -> None:
-    """RADICAL-Pilot pilots that the batch system ends (scancel, walltime), on the cluster."""
-    install_packages(session, "asyncflow-radical")
-    with slurm_cluster(session) as env:
-        radical_pytest(session, env, LOSS_TESTS)
+        radical_pytest(session, env, "packages/asyncflow-radical/tests/slurm")
 
 
 @nox.session
