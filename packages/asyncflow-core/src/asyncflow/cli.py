@@ -269,6 +269,10 @@ def show_config(args: argparse.Namespace) -> int:
         names = settings.backend_names()
     except ConfigError as exc:
         names, problems = [], [str(exc)]
+    try:
+        settings.require_plugins()  # telemetry without asyncflow-otel
+    except ConfigError as exc:
+        problems.append(str(exc))
     registry = _plugins.registry()
     # A named entry ([backends.cpu] with kind = "concurrent") is one of an installed kind.
     kinds = {name: settings.backend_options(name).get("kind") or name
@@ -318,6 +322,15 @@ def render_settings(settings: config.Settings, names: list[str],
         if setting in settings.sources:  # shown once set: their defaults are "off"
             yield (f"{setting} = {_toml(getattr(settings, setting))}  "
                    f"# {settings.source_of(setting)}")
+    telemetry = settings.telemetry
+    if telemetry is False or telemetry == {}:
+        word = "false" if telemetry is False else "true"
+        yield f"telemetry = {word}  # {settings.source_of('telemetry')}"
+    elif telemetry:  # a table: after the top-level keys, as TOML wants
+        yield ""
+        yield f"[telemetry]  # {settings.source_of('telemetry')}"
+        for key, value in telemetry.items():
+            yield f"{key} = {_toml(value)}  # {settings.source_of(f'telemetry.{key}')}"
     for name, options in settings.backends.items():
         note = "" if installed.get(name) else "  # not installed"
         yield ""

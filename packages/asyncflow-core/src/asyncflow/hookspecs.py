@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from asyncflow._kernel.engine import WorkflowEngine
     from asyncflow._kernel.task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
+    from asyncflow.config import Settings
     from asyncflow.registry import BackendRegistry
 
 __all__ = [
+    "asyncflow_engine_configured",
     "asyncflow_engine_started",
     "asyncflow_engine_stopped",
     "asyncflow_register_backends",
@@ -57,6 +59,26 @@ def asyncflow_register_backends(registry: BackendRegistry) -> None:
     registered later (the hook is historic). The built-in ``noop`` backend registers here too.
 
     :param registry: the process-wide :class:`~asyncflow.registry.BackendRegistry`.
+    """
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@_spec
+def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> None:
+    """Called when an engine made by ``WorkflowEngine.create()`` (so every engine of
+    ``asyncflow run``) starts, before its backends do, with the configuration it was made
+    from; not for an engine constructed directly. A process-wide plugin (not an engine's
+    own observer: those are what the configuration made) reads the keys it owns here
+    (asyncflow-otel: ``telemetry``; see ``asyncflow.config.PLUGIN_KEYS``).
+
+    Unlike the observer hooks, an implementation that raises stops the start: ``create()``
+    raises it (a :class:`~asyncflow.ConfigError` for a value the plugin cannot use), and
+    the observers hear ``asyncflow_engine_stopped`` with it.
+
+    :param engine: the engine, not started yet.
+    :param settings: its :class:`~asyncflow.config.Settings` (values and their sources).
     """
 
 
