@@ -65,19 +65,23 @@ class Telemetry:
     """Spans and metrics of one engine, and events for subscribers; what
     ``await flow.start_telemetry()`` returns.
 
-    Built by the plugin when the engine starts (with the global providers, if the application
-    configured OpenTelemetry) or by :meth:`WorkflowEngine.start_telemetry` with providers of
-    its own. It stops with its engine: the last spans end and the providers it built are
-    flushed.
+    Built by the plugin when the engine starts (from ``telemetry`` in the configuration, or
+    with the global providers if the application configured OpenTelemetry) or by
+    :meth:`WorkflowEngine.start_telemetry` with providers of its own. It stops with its
+    engine: the last spans end and the providers it built are flushed (shut down, when the
+    configuration built them).
     """
 
     def __init__(self, engine: WorkflowEngine, tracer_provider: TracerProvider,
                  meter_provider: MeterProvider, *, owned: bool = False,
-                 checkpoint_path: str | Path | None = None) -> None:
+                 checkpoint_path: str | Path | None = None, close: bool = False) -> None:
         self.session_id = engine.uid
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self._owned = owned  # providers start_telemetry built: flushed when the engine stops
+        # ... and shut down then, when the configuration built them with their exporters:
+        # nothing else holds them, and their export threads must not outlive the engine.
+        self._close = close
         self._checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
         self._tracer = tracer_provider.get_tracer(SCOPE, __version__)
         meter = meter_provider.get_meter(SCOPE, __version__)
@@ -287,7 +291,9 @@ class Telemetry:
             except OSError:
                 log.exception("telemetry of %s: cannot write the checkpoint %s",
                               self.session_id, self._checkpoint)
-        if self._owned:
+        if self._close:
+            self.shutdown()
+        elif self._owned:
             for provider in (self.tracer_provider, self.meter_provider):
                 flush = getattr(provider, "force_flush", None)
                 if flush is not None:
