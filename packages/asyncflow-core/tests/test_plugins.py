@@ -404,3 +404,45 @@ async def test_every_state_change_is_one_the_hookspec_documents() -> None:
     seen = {(old.value, new.value) for _, old, new, _ in observer.changes}
     assert seen <= documented
     assert ("RUNNING", "PENDING") in seen or ("PENDING", "PENDING") in seen  # the retry
+
+
+class Configured:
+    """A plugin that reads the configuration of each engine, and may refuse it."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[WorkflowEngine, object]] = []
+        self.stopped: list[BaseException | None] = []
+
+    @asyncflow.hookimpl
+    def asyncflow_engine_configured(self, engine: WorkflowEngine, settings: object) -> None:
+        assert engine.backend.started_count == 0  # type: ignore[attr-defined]  # not yet
+        self.seen.append((engine, settings))
+        if self.refuse:
+            raise asyncflow.ConfigError("the plugin refuses this configuration")
+
+    @asyncflow.hookimpl
+    def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
+        self.stopped.append(error)
+
+
+@pytest.mark.timeout(30)
+async def test_the_configured_hook_gets_what_create_read_and_may_refuse_it() -> None:
+    plugin = Configured()
+    asyncflow.register(plugin)
+    try:
+        async with WorkflowEngine.create(LoopBackend()) as flow:
+            ((engine, settings),) = plugin.seen
+            assert engine is flow and settings is flow.settings is not None
+        direct = WorkflowEngine([LoopBackend()])  # no configuration: the hook does not fire
+        await direct._start()
+        await direct.shutdown()
+        assert len(plugin.seen) == 1 and direct.settings is None
+        plugin.refuse = True
+        backend = LoopBackend()
+        with pytest.raises(asyncflow.ConfigError, match="refuses"):
+            await WorkflowEngine.create(backend)
+        assert backend.started_count == 0  # never started
+        assert isinstance(plugin.stopped[-1], asyncflow.ConfigError)
+    finally:
+        asyncflow.plugin_manager().unregister(plugin)
