@@ -22,7 +22,7 @@ from loop_backend import FunctionsOnlyBackend, LoopBackend
 from recording_observer import Observer
 
 import asyncflow
-from asyncflow import ExecutionBackend, WorkflowEngine
+from asyncflow import ExecutionBackend, TaskRecord, WorkflowEngine
 from asyncflow.errors import PluginLoadError, UnknownBackendError
 from asyncflow.registry import BackendRegistry
 
@@ -409,17 +409,24 @@ async def test_every_state_change_is_one_the_hookspec_documents() -> None:
 class Configured:
     """A plugin that reads the configuration of each engine, and may refuse it."""
 
-    def __init__(self, refuse: bool = False) -> None:
-        self.refuse = refuse
+    def __init__(self) -> None:
+        self.refuse = self.sit_out = False
         self.seen: list[tuple[WorkflowEngine, object]] = []
         self.stopped: list[BaseException | None] = []
+        self.created: list[str] = []
 
     @asyncflow.hookimpl
-    def asyncflow_engine_configured(self, engine: WorkflowEngine, settings: object) -> None:
+    def asyncflow_engine_configured(self, engine: WorkflowEngine,
+                                    settings: object) -> bool | None:
         assert engine.backend.started_count == 0  # type: ignore[attr-defined]  # not yet
         self.seen.append((engine, settings))
         if self.refuse:
             raise asyncflow.ConfigError("the plugin refuses this configuration")
+        return False if self.sit_out else None
+
+    @asyncflow.hookimpl
+    def asyncflow_task_created(self, task: TaskRecord) -> None:
+        self.created.append(task.name)
 
     @asyncflow.hookimpl
     def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
@@ -444,5 +451,14 @@ async def test_the_configured_hook_gets_what_create_read_and_may_refuse_it() -> 
             await WorkflowEngine.create(backend)
         assert backend.started_count == 0  # never started
         assert isinstance(plugin.stopped[-1], asyncflow.ConfigError)
+        plugin.refuse, plugin.sit_out = False, True  # False: none of its hooks, this engine
+        stops = len(plugin.stopped)
+        async with WorkflowEngine.create(LoopBackend()) as flow:
+            @flow.function_task
+            async def unseen() -> int:
+                return 1
+
+            assert await unseen() == 1
+        assert plugin.created == [] and len(plugin.stopped) == stops
     finally:
         asyncflow.plugin_manager().unregister(plugin)

@@ -66,19 +66,21 @@ def asyncflow_register_backends(registry: BackendRegistry) -> None:
 
 
 @_spec
-def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> None:
+def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> bool | None:
     """Called when an engine made by ``WorkflowEngine.create()`` (so every engine of
     ``asyncflow run``) starts, before its backends do, with the configuration it was made
-    from; not for an engine constructed directly. A process-wide plugin (not an engine's
-    own observer: those are what the configuration made) reads the keys it owns here
+    from; not for an engine constructed directly. A plugin reads the keys it owns here
     (asyncflow-otel: ``telemetry``; see ``asyncflow.config.PLUGIN_KEYS``).
 
     Unlike the observer hooks, an implementation that raises stops the start: ``create()``
     raises it (a :class:`~asyncflow.ConfigError` for a value the plugin cannot use), and
-    the observers hear ``asyncflow_engine_stopped`` with it.
+    the observers hear ``asyncflow_engine_stopped`` with it. One that returns ``False``
+    sits this engine out: the engine calls none of that plugin's hooks again (what
+    ``telemetry = false`` does to asyncflow-otel), so it costs nothing per task.
 
     :param engine: the engine, not started yet.
     :param settings: its :class:`~asyncflow.config.Settings` (values and their sources).
+    :return: ``False`` to observe nothing of this engine; anything else is ignored.
     """
 
 

@@ -5,7 +5,8 @@ it has one: one dictionary lookup for an engine without. An engine gets one when
 from ``telemetry`` in its configuration (``asyncflow_engine_configured``), else if the
 application configured OpenTelemetry's global SDK providers; or later from ``await
 flow.start_telemetry()``. ``telemetry = false`` (``ASYNCFLOW_TELEMETRY=off`` is that value
-from the environment) leaves the engine without one, whatever the global providers.
+from the environment) leaves the engine without one, whatever the global providers, and
+out of this module's hooks altogether.
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ def off_reason(engine: WorkflowEngine) -> str | None:
 
 
 @hookimpl
-def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> None:
+def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> bool | None:
     value = settings.telemetry
-    if value is False:
+    if value is False:  # the engine then calls none of these hooks: off costs nothing
         turned_off[engine] = settings.source_of("telemetry")
-    elif isinstance(value, dict):
+        return False
+    if isinstance(value, dict):
         from asyncflow_otel._configured import from_settings
 
         sessions[engine] = from_settings(engine, value, settings)
+    return None
 
 
 @hookimpl

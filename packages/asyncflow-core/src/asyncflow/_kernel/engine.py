@@ -196,9 +196,9 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         run_dir = self.work_dir / self.uid
         started: list[ExecutionBackend] = []
         try:
-            if self.settings is not None:  # plugins read the keys they own; one may refuse
-                _plugins.plugin_manager().hook.asyncflow_engine_configured(
-                    engine=self, settings=self.settings)
+            if self.settings is not None and self._observers.engine_configured:
+                # Plugins read the keys they own: one may refuse them, or sit this engine out.
+                self._observers.configure(engine=self, settings=self.settings)
             for backend in self.backends.values():
                 backend.attach(self._on_update, self.loop)
                 if backend.work_dir is None:
