@@ -326,7 +326,7 @@ def render_settings(settings: config.Settings, names: list[str],
     if telemetry is False or telemetry == {}:
         word = "false" if telemetry is False else "true"
         yield f"telemetry = {word}  # {settings.source_of('telemetry')}"
-    elif telemetry:  # a table: after the top-level keys, as TOML wants
+    elif isinstance(telemetry, dict):  # a table: after the top-level keys, as TOML wants
         yield ""
         yield f"[telemetry]  # {settings.source_of('telemetry')}"
         for key, value in telemetry.items():

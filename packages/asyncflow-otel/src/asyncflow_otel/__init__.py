@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncflow_otel.__about__ import __version__
-from asyncflow_otel._telemetry import Telemetry, TelemetryEvent
+from asyncflow_otel._telemetry import Telemetry, TelemetryEvent, attach
 
 if TYPE_CHECKING:
     from asyncflow import WorkflowEngine
@@ -53,29 +53,4 @@ async def start_telemetry(engine: WorkflowEngine, resource_poll_interval: float 
     telemetry = attach(engine, span_processors, metric_readers, resource,
                        checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval)
     hooks.sessions[engine] = telemetry
-    return telemetry
-
-
-def attach(engine: WorkflowEngine, span_processors: Sequence[Any] | None,
-           metric_readers: Sequence[Any] | None, resource: Any | None = None, *,
-           checkpoint_path: str | Path | None = None, checkpoint_interval: float | None = None,
-           close: bool = False) -> Telemetry:
-    """A :class:`Telemetry` of ``engine``, into providers of its own when processors or
-    readers are given (shut down when the engine stops if ``close``), else the global ones.
-    """
-    from asyncflow_otel._providers import own_providers
-
-    if checkpoint_interval is not None and checkpoint_path is None:
-        raise ValueError("start_telemetry(): checkpoint_interval needs a checkpoint_path")
-    owned = bool(span_processors or metric_readers)
-    if owned:
-        providers = own_providers(engine.uid, span_processors, metric_readers, resource)
-    else:
-        from opentelemetry import metrics, trace
-
-        providers = trace.get_tracer_provider(), metrics.get_meter_provider()
-    telemetry = Telemetry(engine, *providers, owned=owned, checkpoint_path=checkpoint_path,
-                          close=close and owned)
-    if checkpoint_interval is not None:
-        telemetry.checkpoint_every(engine.loop, checkpoint_interval)
     return telemetry

@@ -19,13 +19,12 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from asyncflow import ConfigError
-from asyncflow_otel import attach
 from asyncflow_otel._providers import global_providers
+from asyncflow_otel._telemetry import Telemetry, attach
 
 if TYPE_CHECKING:
     from asyncflow import WorkflowEngine
     from asyncflow.config import Settings
-    from asyncflow_otel._telemetry import Telemetry
 
 log = logging.getLogger("asyncflow.otel")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 
@@ -31,6 +31,7 @@ try:
 except ImportError:  # not on Windows: no process gauges there
     resource = None  # type: ignore[assignment]
 from asyncflow_otel.__about__ import __version__
+from asyncflow_otel._providers import own_providers
 
 if TYPE_CHECKING:
     from asyncflow import TaskFuture, TaskRecord, WorkflowEngine
@@ -340,6 +341,27 @@ class Telemetry:
                 log.exception("telemetry subscriber %r failed on %s; it is unsubscribed",
                               callback, event.name)
                 self._subscribers.remove(callback)
+
+
+def attach(engine: WorkflowEngine, span_processors: Sequence[Any] | None,
+           metric_readers: Sequence[Any] | None, resource: Any | None = None, *,
+           checkpoint_path: str | Path | None = None, checkpoint_interval: float | None = None,
+           close: bool = False) -> Telemetry:
+    """A :class:`Telemetry` of ``engine``, into providers of its own when processors or
+    readers are given (shut down when the engine stops if ``close``), else the global ones.
+    """
+    if checkpoint_interval is not None and checkpoint_path is None:
+        raise ValueError("start_telemetry(): checkpoint_interval needs a checkpoint_path")
+    owned = bool(span_processors or metric_readers)
+    if owned:
+        providers = own_providers(engine.uid, span_processors, metric_readers, resource)
+    else:
+        providers = trace.get_tracer_provider(), metrics.get_meter_provider()
+    telemetry = Telemetry(engine, *providers, owned=owned, checkpoint_path=checkpoint_path,
+                          close=close and owned)
+    if checkpoint_interval is not None:
+        telemetry.checkpoint_every(engine.loop, checkpoint_interval)
+    return telemetry
 
 
 def _error_type(error: BaseException | None) -> str:
