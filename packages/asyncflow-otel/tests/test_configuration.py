@@ -307,3 +307,14 @@ def test_telemetry_without_the_plugin_names_the_pip_install(project: Path,
     path.write_text('backend = "noop"\ntelemetry = false\n')  # off needs nothing
     done = asyncflow(project, *command, ASYNCFLOW_DISABLE_PLUGIN_AUTOLOAD="1")
     assert done.returncode == 0, done.stderr
+
+
+def test_asyncflow_config_checks_the_exporter_as_create_would(project: Path) -> None:
+    path = project / "asyncflow.toml"
+    path.write_text('backend = "concurrent"\ntelemetry = "nope"\n')
+    done = asyncflow(project, "config")
+    assert done.returncode == 2
+    assert f"{path}: telemetry.exporter = 'nope' names no installed" in done.stderr
+    path.write_text('backend = "concurrent"\ntelemetry = "spans_here:in_memory"\n')
+    done = asyncflow(project, "config")  # found, not called: config makes no exporter
+    assert done.returncode == 0, done.stderr

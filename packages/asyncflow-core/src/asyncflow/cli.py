@@ -273,6 +273,13 @@ def show_config(args: argparse.Namespace) -> int:
         settings.require_plugins()  # telemetry without asyncflow-otel
     except ConfigError as exc:
         problems.append(str(exc))
+    hook = _plugins.plugin_manager().hook.asyncflow_check_settings
+    arguments = {"settings": settings}
+    for impl in hook.get_hookimpls():  # one at a time: each plugin's error is one problem
+        try:
+            impl.function(*[arguments[a] for a in impl.argnames])
+        except (ConfigError, ImportError) as exc:
+            problems.append(str(exc))
     registry = _plugins.registry()
     # A named entry ([backends.cpu] with kind = "concurrent") is one of an installed kind.
     kinds = {name: settings.backend_options(name).get("kind") or name

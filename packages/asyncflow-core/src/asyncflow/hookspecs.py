@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from asyncflow.registry import BackendRegistry
 
 __all__ = [
+    "asyncflow_check_settings",
     "asyncflow_engine_configured",
     "asyncflow_engine_started",
     "asyncflow_engine_stopped",
@@ -81,6 +82,18 @@ def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> b
     :param engine: the engine, not started yet.
     :param settings: its :class:`~asyncflow.config.Settings` (values and their sources).
     :return: ``False`` to observe nothing of this engine; anything else is ignored.
+    """
+
+
+@_spec
+def asyncflow_check_settings(settings: Settings) -> None:
+    """Called by ``asyncflow config`` to check the keys a plugin owns as
+    :func:`asyncflow_engine_configured` would, without an engine and without acquiring
+    anything: raise :class:`~asyncflow.ConfigError` (or ``ImportError`` for a missing
+    package) for a value that ``create()`` would refuse. Every plugin is called; each
+    error is one problem in the report.
+
+    :param settings: the effective :class:`~asyncflow.config.Settings`.
     """
 
 

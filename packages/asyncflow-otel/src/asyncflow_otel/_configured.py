@@ -60,13 +60,20 @@ def from_settings(engine: WorkflowEngine, table: dict[str, Any],
 
 def exporters(name: str, source: str) -> tuple[SpanExporter, MetricExporter | None]:
     """The span exporter ``name`` stands for, and the metric exporter of that name if any."""
+    span_factory, metric_factory = factories(name, source)
+    made = span_factory()
+    if not isinstance(made, SpanExporter):
+        raise ConfigError(f"{source}: telemetry.exporter = {name!r} returned "
+                          f"{type(made).__name__}, not an OpenTelemetry SpanExporter")
+    return made, metric_factory() if metric_factory is not None else None
+
+
+def factories(name: str, source: str) -> tuple[Any, Any | None]:
+    """What makes the exporters ``name`` stands for, found without making them (which is
+    all ``asyncflow config`` checks)."""
     where = f"{source}: telemetry.exporter = {name!r}"
     if ":" in name:
-        made = _load(name, where)()
-        if not isinstance(made, SpanExporter):
-            raise ConfigError(f"{where} returned {type(made).__name__}, not an OpenTelemetry "
-                              "SpanExporter")
-        return made, None
+        return _load(name, where), None
     if name == "otlp":
         protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                     or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
@@ -80,7 +87,7 @@ def exporters(name: str, source: str) -> tuple[SpanExporter, MetricExporter | No
                           f"{', '.join(sorted(found))}); name one of those, \"otlp\", or a "
                           "callable as \"module:callable\"")
     metric = {ep.name: ep for ep in metadata.entry_points(group=METRICS)}.get(name)
-    return found[name].load()(), metric.load()() if metric is not None else None
+    return found[name].load(), metric.load() if metric is not None else None
 
 
 def _load(target: str, where: str) -> Any:

@@ -53,6 +53,15 @@ def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> b
 
 
 @hookimpl
+def asyncflow_check_settings(settings: Settings) -> None:
+    value = settings.telemetry
+    if isinstance(value, dict) and value.get("exporter") is not None:
+        from asyncflow_otel._configured import factories
+
+        factories(value["exporter"], settings.source_of("telemetry.exporter"))
+
+
+@hookimpl
 def asyncflow_engine_started(engine: WorkflowEngine) -> None:
     if engine in sessions or off_reason(engine) is not None:
         return
