@@ -98,6 +98,20 @@ async def test_every_engine_gets_its_own(project: Path) -> None:
     assert [names(e) for e in exported()] == [["asyncflow session", "function one"]] * 2
 
 
+async def test_the_standard_variable_names_the_service(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "asyncflow.toml").write_text('telemetry = "spans_here:in_memory"\n')
+    for service in (None, "campaign"):
+        if service is not None:
+            monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+        async with WorkflowEngine.create("concurrent", work_dir=project) as flow:
+            await one_task(flow)
+    default, named = (e.get_finished_spans()[0].resource.attributes for e in exported())
+    assert default["service.name"] == "asyncflow"
+    assert named["service.name"] == "campaign"
+    assert named["asyncflow.session_id"] == flow.uid
+
+
 async def test_create_argument_wins_over_the_file(project: Path) -> None:
     (project / "asyncflow.toml").write_text('telemetry = "spans_here:in_memory"\n')
     async with WorkflowEngine.create("concurrent", work_dir=project, telemetry=False) as flow:
