@@ -423,6 +423,7 @@ def run(args: argparse.Namespace) -> int:
       asyncflow run workflow.py --config cluster.toml -- --steps 10
       asyncflow run workflow.py --journal --resume
       asyncflow run workflow.py --backend noop --dag plan.mmd
+      asyncflow run workflow.py -o telemetry=console   (with asyncflow-otel)
     """
     script = Path(args.script)
     if not script.is_file():
