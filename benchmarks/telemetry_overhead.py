@@ -4,10 +4,11 @@
 
 N independent tasks with a no-op ``async def`` body on the concurrent backend (on the event
 loop, the cheapest real backend, so the engine's and the plugin's share shows), gathered.
-Each setting runs in its own interpreter, because the off switch is read when the plugin loads:
+Each setting runs in its own interpreter (OpenTelemetry's providers are per process):
 
-* ``off``: ``ASYNCFLOW_TELEMETRY=off``, the plugin declares no hooks, which is what the engine
-  sees when the package is not installed;
+* ``off``: ``ASYNCFLOW_TELEMETRY=off`` (``telemetry = false`` from the environment): the
+  plugin sits the engine out, so the engine calls none of its hooks, as when the package is
+  not installed;
 * ``idle``: the plugin on, but no telemetry for this engine (no SDK configured, no
   ``start_telemetry()``): each hook call is one dictionary lookup;
 * ``on (simple)``: ``start_telemetry()`` with a ``SimpleSpanProcessor`` into the SDK's

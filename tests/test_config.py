@@ -307,3 +307,45 @@ def test_nothing_configured_and_no_concurrent_says_what_to_do(tmp_path: Path) ->
     assert "no backend is configured" in done.stdout
     assert "pip install asyncflow-concurrent" in done.stdout
 
+
+
+# -- telemetry (read by asyncflow-otel; merged here like every key) -------------------------
+
+
+def test_telemetry_tables_merge_key_by_key_and_false_replaces_them(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = write(tmp_path / "xdg" / "asyncflow" / "config.toml",
+                 '[telemetry]\nexporter = "otlp"\ncheckpoint_path = "t.jsonl"\n')
+    local = write(project / "asyncflow.toml", "[telemetry]\ncheckpoint_interval = 30\n")
+    settings = load()
+    assert settings.telemetry == {"exporter": "otlp", "checkpoint_path": "t.jsonl",
+                                  "checkpoint_interval": 30}
+    assert settings.sources == {"telemetry": str(user), "telemetry.exporter": str(user),
+                                "telemetry.checkpoint_path": str(user),
+                                "telemetry.checkpoint_interval": str(local)}
+    monkeypatch.setenv("ASYNCFLOW_TELEMETRY", "off")
+    settings = load()
+    assert settings.telemetry is False
+    assert settings.sources == {"telemetry": "environment variable ASYNCFLOW_TELEMETRY"}
+    with overriding(config.option_layer("telemetry=console", None)):
+        settings = load()
+    assert settings.telemetry == {"exporter": "console"}  # a string names the exporter
+    assert settings.source_of("telemetry.exporter") == "command line -o telemetry=console"
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("off", False), ("0", False), ("No", False), ("false", False), ("on", {}), ("1", {}),
+    ("true", {}), ("console", {"exporter": "console"}),
+    ('{exporter = "console", checkpoint_path = "t"}',
+     {"exporter": "console", "checkpoint_path": "t"}),
+])
+def test_the_telemetry_variable_takes_switch_words_or_a_toml_value(
+        raw: str, value: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASYNCFLOW_TELEMETRY", raw)
+    assert load().telemetry == value
+
+
+def test_telemetry_unset_is_none_and_true_is_an_empty_table(project: Path) -> None:
+    assert load().telemetry is None
+    write(project / "asyncflow.toml", "telemetry = true\n")
+    assert load().telemetry == {}

@@ -22,7 +22,7 @@ from loop_backend import FunctionsOnlyBackend, LoopBackend
 from recording_observer import Observer
 
 import asyncflow
-from asyncflow import ExecutionBackend, WorkflowEngine
+from asyncflow import ExecutionBackend, TaskRecord, WorkflowEngine
 from asyncflow.errors import PluginLoadError, UnknownBackendError
 from asyncflow.registry import BackendRegistry
 
@@ -404,3 +404,61 @@ async def test_every_state_change_is_one_the_hookspec_documents() -> None:
     seen = {(old.value, new.value) for _, old, new, _ in observer.changes}
     assert seen <= documented
     assert ("RUNNING", "PENDING") in seen or ("PENDING", "PENDING") in seen  # the retry
+
+
+class Configured:
+    """A plugin that reads the configuration of each engine, and may refuse it."""
+
+    def __init__(self) -> None:
+        self.refuse = self.sit_out = False
+        self.seen: list[tuple[WorkflowEngine, object]] = []
+        self.stopped: list[BaseException | None] = []
+        self.created: list[str] = []
+
+    @asyncflow.hookimpl
+    def asyncflow_engine_configured(self, engine: WorkflowEngine,
+                                    settings: object) -> bool | None:
+        assert engine.backend.started_count == 0  # type: ignore[attr-defined]  # not yet
+        self.seen.append((engine, settings))
+        if self.refuse:
+            raise asyncflow.ConfigError("the plugin refuses this configuration")
+        return False if self.sit_out else None
+
+    @asyncflow.hookimpl
+    def asyncflow_task_created(self, task: TaskRecord) -> None:
+        self.created.append(task.name)
+
+    @asyncflow.hookimpl
+    def asyncflow_engine_stopped(self, error: BaseException | None) -> None:
+        self.stopped.append(error)
+
+
+@pytest.mark.timeout(30)
+async def test_the_configured_hook_gets_what_create_read_and_may_refuse_it() -> None:
+    plugin = Configured()
+    asyncflow.register(plugin)
+    try:
+        async with WorkflowEngine.create(LoopBackend()) as flow:
+            ((engine, settings),) = plugin.seen
+            assert engine is flow and settings is flow.settings is not None
+        direct = WorkflowEngine([LoopBackend()])  # no configuration: the hook does not fire
+        await direct._start()
+        await direct.shutdown()
+        assert len(plugin.seen) == 1 and direct.settings is None
+        plugin.refuse = True
+        backend = LoopBackend()
+        with pytest.raises(asyncflow.ConfigError, match="refuses"):
+            await WorkflowEngine.create(backend)
+        assert backend.started_count == 0  # never started
+        assert isinstance(plugin.stopped[-1], asyncflow.ConfigError)
+        plugin.refuse, plugin.sit_out = False, True  # False: none of its hooks, this engine
+        stops = len(plugin.stopped)
+        async with WorkflowEngine.create(LoopBackend()) as flow:
+            @flow.function_task
+            async def unseen() -> int:
+                return 1
+
+            assert await unseen() == 1
+        assert plugin.created == [] and len(plugin.stopped) == stops
+    finally:
+        asyncflow.plugin_manager().unregister(plugin)

@@ -320,7 +320,9 @@ async def main():
 
 asyncio.run(main())
 """, ASYNCFLOW_TELEMETRY="0")
-    assert refused == "telemetry is turned off in this process (ASYNCFLOW_TELEMETRY=off)"
+    assert refused.startswith("telemetry is turned off for engine asyncflow.session.")
+    # The variable is the telemetry key's environment source, named as every source is.
+    assert refused.endswith(": telemetry = false, from environment variable ASYNCFLOW_TELEMETRY")
 
 
 def test_the_telemetry_example_runs(tmp_path: Path) -> None:

@@ -269,6 +269,17 @@ def show_config(args: argparse.Namespace) -> int:
         names = settings.backend_names()
     except ConfigError as exc:
         names, problems = [], [str(exc)]
+    try:
+        settings.require_plugins()  # telemetry without asyncflow-otel
+    except ConfigError as exc:
+        problems.append(str(exc))
+    hook = _plugins.plugin_manager().hook.asyncflow_check_settings
+    arguments = {"settings": settings}
+    for impl in hook.get_hookimpls():  # one at a time: each plugin's error is one problem
+        try:
+            impl.function(*[arguments[a] for a in impl.argnames])
+        except (ConfigError, ImportError) as exc:
+            problems.append(str(exc))
     registry = _plugins.registry()
     # A named entry ([backends.cpu] with kind = "concurrent") is one of an installed kind.
     kinds = {name: settings.backend_options(name).get("kind") or name
@@ -318,6 +329,15 @@ def render_settings(settings: config.Settings, names: list[str],
         if setting in settings.sources:  # shown once set: their defaults are "off"
             yield (f"{setting} = {_toml(getattr(settings, setting))}  "
                    f"# {settings.source_of(setting)}")
+    telemetry = settings.telemetry
+    if telemetry is False or telemetry == {}:
+        word = "false" if telemetry is False else "true"
+        yield f"telemetry = {word}  # {settings.source_of('telemetry')}"
+    elif isinstance(telemetry, dict):  # a table: after the top-level keys, as TOML wants
+        yield ""
+        yield f"[telemetry]  # {settings.source_of('telemetry')}"
+        for key, value in telemetry.items():
+            yield f"{key} = {_toml(value)}  # {settings.source_of(f'telemetry.{key}')}"
     for name, options in settings.backends.items():
         note = "" if installed.get(name) else "  # not installed"
         yield ""
@@ -403,6 +423,7 @@ def run(args: argparse.Namespace) -> int:
       asyncflow run workflow.py --config cluster.toml -- --steps 10
       asyncflow run workflow.py --journal --resume
       asyncflow run workflow.py --backend noop --dag plan.mmd
+      asyncflow run workflow.py -o telemetry=console   (with asyncflow-otel)
     """
     script = Path(args.script)
     if not script.is_file():

@@ -8,6 +8,7 @@ Sources, later ones winning (each is optional)::
     < asyncflow.toml in the working directory
     < the file named by $ASYNCFLOW_CONFIG
     < environment variables   ASYNCFLOW_BACKEND=dask   ASYNCFLOW_BACKENDS__DASK__N_WORKERS=4
+                              ASYNCFLOW_TELEMETRY=off   ASYNCFLOW_TELEMETRY__EXPORTER=otlp
     < the command line   asyncflow run --config FILE --backend NAME -o key=value
     < WorkflowEngine.create(config="path.toml")
     < WorkflowEngine.create(backend=..., **options)
@@ -45,6 +46,7 @@ FILE_NAME = "asyncflow.toml"
 ENV_FILE = "ASYNCFLOW_CONFIG"
 ENV_BACKEND = "ASYNCFLOW_BACKEND"
 ENV_OPTIONS = "ASYNCFLOW_BACKENDS__"  # ASYNCFLOW_BACKENDS__<BACKEND>__<OPTION>
+ENV_TELEMETRY = "ASYNCFLOW_TELEMETRY"  # and ASYNCFLOW_TELEMETRY__<KEY>
 DEFAULT_SOURCE = "built-in default"
 
 # The schema's top-level keys and what each one holds (for messages). Add a key here and in
@@ -56,7 +58,24 @@ KEYS = {
     "journal": "true or false: record every state change in <work_dir>/<run>/journal.sqlite",
     "resume": "true (the latest run of the script) or a run's uid: skip what it completed",
     "dag": "a file to write each engine's task graph to (.mmd, .md or .dot)",
+    "telemetry": "true, false, an exporter name, or a table [telemetry] (asyncflow-otel)",
 }
+
+# The keys of the [telemetry] table. The asyncflow-otel plugin reads them (in its
+# asyncflow_engine_configured hook); their shape is checked here, with the file at hand.
+TELEMETRY_KEYS = {
+    "exporter": "\"console\", \"otlp\" (or another OpenTelemetry exporter's name), or "
+                "\"module:callable\" returning a SpanExporter",
+    "checkpoint_path": "a file that receives the telemetry summary as JSON lines",
+    "checkpoint_interval": "seconds between checkpoints (a positive number)",
+}
+
+# Keys that a plugin reads rather than the core: the plugin's entry-point name and its
+# distribution, for the error when it is missing.
+PLUGIN_KEYS = {"telemetry": ("otel", "asyncflow-otel")}
+
+_WORDS = {"on": True, "yes": True, "true": True, "1": True,
+          "off": False, "no": False, "false": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,10 @@ class Settings:
     """Continue an earlier run (``True``: the latest of this script; a string: that run)."""
     dag: str | None = None
     """Where to write each engine's task graph when it shuts down."""
+    telemetry: dict[str, Any] | bool | None = None
+    """OpenTelemetry for each engine (asyncflow-otel): ``None`` when not configured (the
+    plugin's default: the application's global SDK providers, if any), ``False`` for off, or
+    the ``[telemetry]`` table's keys when on (``{}`` for ``telemetry = true``)."""
 
     def backend_names(self, dry_run: bool = False) -> list[str]:
         """The backends to start, the default first; the built-in default when none is set."""
@@ -110,6 +133,23 @@ class Settings:
         """The configured keyword options of backend ``name`` (empty if none)."""
         return self.backends.get(name, {})
 
+    def require_plugins(self) -> None:
+        """Raise :class:`ConfigError` when a key asks for a plugin that is not loaded.
+
+        ``telemetry = false`` asks for nothing: it holds without the plugin too.
+        """
+        for key, (entry_point, distribution) in PLUGIN_KEYS.items():
+            value = getattr(self, key)
+            if value is None or value is False or _plugins.plugin_manager().has_plugin(
+                    entry_point):
+                continue
+            blocked = {n.strip() for n in os.environ.get("ASYNCFLOW_DISABLE_PLUGINS",
+                                                         "").split(",")}
+            why = ("is disabled by ASYNCFLOW_DISABLE_PLUGINS" if entry_point in blocked else
+                   f"is not installed: pip install {distribution}")
+            raise ConfigError(f"{self.source_of(key)}: {key} needs the {distribution} plugin, "
+                              f"which {why}")
+
     def source_of(self, key: str) -> str:
         """Where the value at dotted ``key`` came from."""
         return self.sources.get(key, DEFAULT_SOURCE)
@@ -119,7 +159,7 @@ class Settings:
         return {"backend": list(self.backend), "backends": {k: dict(v) for k, v in
                                                            self.backends.items()},
                 "progress": self.progress, "journal": self.journal, "resume": self.resume,
-                "dag": self.dag,
+                "dag": self.dag, "telemetry": self.telemetry,
                 "sources": dict(self.sources), "files": list(self.files)}
 
 
@@ -133,6 +173,11 @@ def load(config: str | Path | None = None) -> Settings:
     settings = Settings()
     for layer in _layers(config):
         _merge(settings, layer)
+    table = settings.telemetry
+    if isinstance(table, dict) and "checkpoint_interval" in table and \
+            "checkpoint_path" not in table:
+        raise ConfigError(f"{settings.source_of('telemetry.checkpoint_interval')}: "
+                          "telemetry.checkpoint_interval needs telemetry.checkpoint_path")
     return settings
 
 
@@ -254,7 +299,35 @@ def check(data: Mapping[str, Any], source: str, prefix: str = "") -> dict[str, A
                 raise ConfigError(f"{source}: {prefix}{key} must be {KEYS[key]}, not "
                                   f"{_kind(value)}")
             result[key] = value
+        elif key == "telemetry":
+            result[key] = _check_telemetry(value, source, prefix + key)
     return result
+
+
+def _check_telemetry(value: Any, source: str, path: str) -> dict[str, Any] | bool:
+    """``False``, or the table's keys (``true`` is ``{}``, a string names the exporter)."""
+    if value is True:
+        return {}
+    if value is False:
+        return False
+    if isinstance(value, str):
+        value = {"exporter": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {path} must be {KEYS['telemetry']}, not {_kind(value)}")
+    for key, item in value.items():
+        if key not in TELEMETRY_KEYS:
+            close = difflib.get_close_matches(key, TELEMETRY_KEYS, n=1, cutoff=0.6)
+            hint = f" Did you mean '{path}.{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: unknown key '{path}.{key}'.{hint} Known keys: "
+                              f"{', '.join(f'{path}.{k}' for k in TELEMETRY_KEYS)}")
+        if key == "checkpoint_interval":
+            good = isinstance(item, int | float) and not isinstance(item, bool) and item > 0
+        else:
+            good = isinstance(item, str) and bool(item.strip())
+        if not good:
+            raise ConfigError(f"{source}: {path}.{key} must be {TELEMETRY_KEYS[key]}, not "
+                              f"{_kind(item)}")
+    return dict(value)
 
 
 def _check_backend(value: Any, source: str, path: str) -> list[str]:
@@ -309,7 +382,8 @@ def parse_value(raw: str, where: str) -> Any:
 
 
 def environment_layers(environ: Mapping[str, str]) -> Iterator[Layer]:
-    """The layers given by ``ASYNCFLOW_BACKEND`` and ``ASYNCFLOW_BACKENDS__<NAME>__<OPTION>``."""
+    """The layers given by ``ASYNCFLOW_BACKEND``, ``ASYNCFLOW_BACKENDS__<NAME>__<OPTION>``,
+    ``ASYNCFLOW_TELEMETRY`` and ``ASYNCFLOW_TELEMETRY__<KEY>``."""
     raw = environ.get(ENV_BACKEND, "")
     if raw.strip():
         where = f"environment variable {ENV_BACKEND}"
@@ -335,6 +409,22 @@ def environment_layers(environ: Mapping[str, str]) -> Iterator[Layer]:
             node = node.setdefault(part, {})
         node[option] = value
         yield Layer(where, {"backends": {name: options}})
+    yield from _telemetry_layers(environ)
+
+
+def _telemetry_layers(environ: Mapping[str, str]) -> Iterator[Layer]:
+    raw = environ.get(ENV_TELEMETRY, "").strip()
+    if raw:  # on/off words as the plugin's switch always took them, else a TOML value
+        where = f"environment variable {ENV_TELEMETRY}"
+        word = _WORDS.get(raw.lower())
+        value = word if word is not None else parse_value(raw, where)
+        yield Layer(where, check({"telemetry": value}, where))
+    prefix = f"{ENV_TELEMETRY}__"
+    for variable in sorted(v for v in environ if v.startswith(prefix)):
+        where = f"environment variable {variable}"
+        key = variable[len(prefix):].lower()
+        table = {key: parse_value(environ[variable], where)}
+        yield Layer(where, check({"telemetry": table}, where))
 
 
 def option_layer(assignment: str, default_backend: str | None,
@@ -415,6 +505,8 @@ def _merge(settings: Settings, layer: Layer) -> None:
         if setting in data:
             setattr(settings, setting, data[setting])
             settings.sources[setting] = layer.source
+    if "telemetry" in data:
+        _merge_telemetry(settings, data["telemetry"], layer.source)
     for name, options in data.get("backends", {}).items():
         merged = settings.backends.setdefault(name, {})
         for key, value in _flatten(options):
@@ -426,6 +518,21 @@ def _merge(settings: Settings, layer: Layer) -> None:
                 node = child
             node[key[-1]] = value
             settings.sources[".".join(("backends", name, *key))] = layer.source
+
+
+def _merge_telemetry(settings: Settings, value: dict[str, Any] | bool, source: str) -> None:
+    """``false`` replaces everything; a table (``true`` is an empty one) turns telemetry on and
+    merges key by key into the table of lower sources, as backend options do."""
+    if value is False or not isinstance(settings.telemetry, dict):
+        settings.telemetry = False if value is False else {}
+        settings.sources["telemetry"] = source
+        for key in [k for k in settings.sources if k.startswith("telemetry.")]:
+            del settings.sources[key]
+    if isinstance(value, dict):
+        assert isinstance(settings.telemetry, dict)
+        for key, item in value.items():
+            settings.telemetry[key] = item
+            settings.sources[f"telemetry.{key}"] = source
 
 
 def _flatten(options: Mapping[str, Any],

@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from asyncflow._kernel.engine import WorkflowEngine
     from asyncflow._kernel.task import TaskFuture, TaskRecord
     from asyncflow.backend import TaskState
+    from asyncflow.config import Settings
     from asyncflow.registry import BackendRegistry
 
 __all__ = [
+    "asyncflow_check_settings",
+    "asyncflow_engine_configured",
     "asyncflow_engine_started",
     "asyncflow_engine_stopped",
     "asyncflow_register_backends",
@@ -57,6 +60,40 @@ def asyncflow_register_backends(registry: BackendRegistry) -> None:
     registered later (the hook is historic). The built-in ``noop`` backend registers here too.
 
     :param registry: the process-wide :class:`~asyncflow.registry.BackendRegistry`.
+    """
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@_spec
+def asyncflow_engine_configured(engine: WorkflowEngine, settings: Settings) -> bool | None:
+    """Called when an engine made by ``WorkflowEngine.create()`` (so every engine of
+    ``asyncflow run``) starts, before its backends do, with the configuration it was made
+    from; not for an engine constructed directly. A plugin reads the keys it owns here
+    (asyncflow-otel: ``telemetry``; see ``asyncflow.config.PLUGIN_KEYS``).
+
+    Unlike the observer hooks, an implementation that raises stops the start: ``create()``
+    raises it (a :class:`~asyncflow.ConfigError` for a value the plugin cannot use), and
+    the observers hear ``asyncflow_engine_stopped`` with it. One that returns ``False``
+    sits this engine out: the engine calls none of that plugin's hooks again (what
+    ``telemetry = false`` does to asyncflow-otel), so it costs nothing per task.
+
+    :param engine: the engine, not started yet.
+    :param settings: its :class:`~asyncflow.config.Settings` (values and their sources).
+    :return: ``False`` to observe nothing of this engine; anything else is ignored.
+    """
+
+
+@_spec
+def asyncflow_check_settings(settings: Settings) -> None:
+    """Called by ``asyncflow config`` to check the keys a plugin owns as
+    :func:`asyncflow_engine_configured` would, without an engine and without acquiring
+    anything: raise :class:`~asyncflow.ConfigError` (or ``ImportError`` for a missing
+    package) for a value that ``create()`` would refuse. Every plugin is called; each
+    error is one problem in the report.
+
+    :param settings: the effective :class:`~asyncflow.config.Settings`.
     """
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncflow_otel.__about__ import __version__
-from asyncflow_otel._switch import ENV, enabled
-from asyncflow_otel._telemetry import Telemetry, TelemetryEvent
+from asyncflow_otel._telemetry import Telemetry, TelemetryEvent, attach
 
 if TYPE_CHECKING:
     from asyncflow import WorkflowEngine
@@ -41,27 +40,17 @@ async def start_telemetry(engine: WorkflowEngine, resource_poll_interval: float 
     Tasks called before this have no spans. Calling it again returns the same object.
     """
     from asyncflow_otel import hooks
-    from asyncflow_otel._providers import own_providers
 
-    if not enabled():
-        raise RuntimeError(f"telemetry is turned off in this process ({ENV}=off)")
+    off = hooks.off_reason(engine)
+    if off is not None:
+        raise RuntimeError(f"telemetry is turned off for engine {engine.uid}: {off}")
     if engine.closed:
         raise RuntimeError(f"start_telemetry(): engine {engine.uid} is shut down")
-    if checkpoint_interval is not None and checkpoint_path is None:
-        raise ValueError("start_telemetry(): checkpoint_interval needs a checkpoint_path")
     current = hooks.sessions.get(engine)
     if current is not None:
         return current
     del resource_poll_interval  # see the docstring: gauges need no polling
-    owned = bool(span_processors or metric_readers)
-    if owned:
-        providers = own_providers(engine.uid, span_processors, metric_readers, resource)
-    else:
-        from opentelemetry import metrics, trace
-
-        providers = trace.get_tracer_provider(), metrics.get_meter_provider()
-    telemetry = Telemetry(engine, *providers, owned=owned, checkpoint_path=checkpoint_path)
+    telemetry = attach(engine, span_processors, metric_readers, resource,
+                       checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval)
     hooks.sessions[engine] = telemetry
-    if checkpoint_interval is not None:
-        telemetry.checkpoint_every(engine.loop, checkpoint_interval)
     return telemetry

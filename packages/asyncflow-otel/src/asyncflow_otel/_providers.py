@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +34,13 @@ def own_providers(session_id: str, span_processors: Sequence[Any] | None,
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
     if resource is None:
-        resource = Resource.create({"service.name": "asyncflow",
-                                    "asyncflow.session_id": session_id})
+        attributes = {"asyncflow.session_id": session_id}
+        # The standard variables name the service when they do (Resource.create reads them,
+        # but an attribute given here would win over them).
+        if not os.environ.get("OTEL_SERVICE_NAME", "").strip() and "service.name=" not in \
+                os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+            attributes["service.name"] = "asyncflow"
+        resource = Resource.create(attributes)
     tracer_provider = SdkTracerProvider(resource=resource)
     for processor in span_processors or ():
         tracer_provider.add_span_processor(processor)

@@ -1,5 +1,7 @@
-"""Whether the plugin is on: ``ASYNCFLOW_TELEMETRY=off`` (or ``0``, ``false``, ``no``) turns it
-off for the process."""
+"""``ASYNCFLOW_TELEMETRY=off`` (or ``0``, ``false``, ``no``) for an engine constructed directly
+(``WorkflowEngine(backends)``), which reads no configuration. For an engine that
+``WorkflowEngine.create()`` made, the variable is the ``telemetry`` key's environment source
+(:mod:`asyncflow.config`), under the command line and ``create()``'s own arguments."""
 
 from __future__ import annotations
 

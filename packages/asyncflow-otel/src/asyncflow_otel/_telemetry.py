@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 
@@ -31,6 +31,7 @@ try:
 except ImportError:  # not on Windows: no process gauges there
     resource = None  # type: ignore[assignment]
 from asyncflow_otel.__about__ import __version__
+from asyncflow_otel._providers import own_providers
 
 if TYPE_CHECKING:
     from asyncflow import TaskFuture, TaskRecord, WorkflowEngine
@@ -65,19 +66,23 @@ class Telemetry:
     """Spans and metrics of one engine, and events for subscribers; what
     ``await flow.start_telemetry()`` returns.
 
-    Built by the plugin when the engine starts (with the global providers, if the application
-    configured OpenTelemetry) or by :meth:`WorkflowEngine.start_telemetry` with providers of
-    its own. It stops with its engine: the last spans end and the providers it built are
-    flushed.
+    Built by the plugin when the engine starts (from ``telemetry`` in the configuration, or
+    with the global providers if the application configured OpenTelemetry) or by
+    :meth:`WorkflowEngine.start_telemetry` with providers of its own. It stops with its
+    engine: the last spans end and the providers it built are flushed (shut down, when the
+    configuration built them).
     """
 
     def __init__(self, engine: WorkflowEngine, tracer_provider: TracerProvider,
                  meter_provider: MeterProvider, *, owned: bool = False,
-                 checkpoint_path: str | Path | None = None) -> None:
+                 checkpoint_path: str | Path | None = None, close: bool = False) -> None:
         self.session_id = engine.uid
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self._owned = owned  # providers start_telemetry built: flushed when the engine stops
+        # ... and shut down then, when the configuration built them with their exporters:
+        # nothing else holds them, and their export threads must not outlive the engine.
+        self._close = close
         self._checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
         self._tracer = tracer_provider.get_tracer(SCOPE, __version__)
         meter = meter_provider.get_meter(SCOPE, __version__)
@@ -287,7 +292,9 @@ class Telemetry:
             except OSError:
                 log.exception("telemetry of %s: cannot write the checkpoint %s",
                               self.session_id, self._checkpoint)
-        if self._owned:
+        if self._close:
+            self.shutdown()
+        elif self._owned:
             for provider in (self.tracer_provider, self.meter_provider):
                 flush = getattr(provider, "force_flush", None)
                 if flush is not None:
@@ -334,6 +341,27 @@ class Telemetry:
                 log.exception("telemetry subscriber %r failed on %s; it is unsubscribed",
                               callback, event.name)
                 self._subscribers.remove(callback)
+
+
+def attach(engine: WorkflowEngine, span_processors: Sequence[Any] | None,
+           metric_readers: Sequence[Any] | None, resource: Any | None = None, *,
+           checkpoint_path: str | Path | None = None, checkpoint_interval: float | None = None,
+           close: bool = False) -> Telemetry:
+    """A :class:`Telemetry` of ``engine``, into providers of its own when processors or
+    readers are given (shut down when the engine stops if ``close``), else the global ones.
+    """
+    if checkpoint_interval is not None and checkpoint_path is None:
+        raise ValueError("start_telemetry(): checkpoint_interval needs a checkpoint_path")
+    owned = bool(span_processors or metric_readers)
+    if owned:
+        providers = own_providers(engine.uid, span_processors, metric_readers, resource)
+    else:
+        providers = trace.get_tracer_provider(), metrics.get_meter_provider()
+    telemetry = Telemetry(engine, *providers, owned=owned, checkpoint_path=checkpoint_path,
+                          close=close and owned)
+    if checkpoint_interval is not None:
+        telemetry.checkpoint_every(engine.loop, checkpoint_interval)
+    return telemetry
 
 
 def _error_type(error: BaseException | None) -> str:

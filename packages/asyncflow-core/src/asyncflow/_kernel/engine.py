@@ -61,6 +61,7 @@ from asyncflow.retries import RetryPolicy, with_attempt
 from asyncflow.services import readiness
 
 if TYPE_CHECKING:
+    from asyncflow.config import Settings
     from asyncflow.graph import TaskGraph
 
 __all__ = ["ResultStore", "WorkflowEngine"]
@@ -92,11 +93,14 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
     def __init__(self, backends: Mapping[str, ExecutionBackend] | Sequence[ExecutionBackend], *,
                  uid: str | None = None, work_dir: str | Path | None = None,
                  dry_run: bool = False, shutdown_timeout: float = 30.0,
-                 observers: Sequence[object] = (), results: ResultStore | None = None) -> None:
+                 observers: Sequence[object] = (), results: ResultStore | None = None,
+                 settings: Settings | None = None) -> None:
         """``observers`` are this engine's own plugins: objects with ``asyncflow_*`` hook
         implementations (see :mod:`asyncflow.hookspecs`), called beside the process-wide
         ones; each opens what it needs when the engine starts and closes it when it stops.
         ``results`` answers a resumed run: a task it knows is DONE without running.
+        ``settings`` is the configuration ``create()`` read, which plugins receive in
+        ``asyncflow_engine_configured`` when the engine starts.
         """
         if not isinstance(backends, Mapping):
             named: dict[str, ExecutionBackend] = {}
@@ -138,6 +142,9 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         self.observers = tuple(observers)
         """This engine's own observers (the progress display, the journal...)."""
         self._results = results
+        self.settings = settings
+        """The configuration this engine was created from (``None`` when constructed
+        directly): see :mod:`asyncflow.config`."""
         self._observers = _plugins.Observers(_plugins.plugin_manager(), self.observers)
 
     # -- creation and shutdown -------------------------------------------------------------
@@ -149,8 +156,8 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
                      work_dir: str | Path | None = None, config: str | Path | None = None,
                      shutdown_timeout: float = 30.0, progress: Any = None,
                      journal: bool | None = None, resume: bool | str | None = None,
-                     graph: bool | None = None, observers: Sequence[object] = (),
-                     implicit_data: bool = True,
+                     graph: bool | None = None, telemetry: bool | None = None,
+                     observers: Sequence[object] = (), implicit_data: bool = True,
                      **options: Any) -> Self:
         """Build an engine, start its backends, and return it: ``await`` the call, or use it
         with ``async with``, which also shuts the engine down on exit.
@@ -166,8 +173,10 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         ``progress=True`` draws a live display on a terminal; ``journal=True`` records every
         state change in ``work_dir/<uid>/journal.sqlite``; ``resume=True`` (or a run's uid)
         continues an earlier run, resolving the tasks it completed to their recorded results;
-        ``graph=True`` records the task graph for :meth:`graph`. ``observers`` are plugin
-        objects of this engine only (see :mod:`asyncflow.hookspecs`).
+        ``graph=True`` records the task graph for :meth:`graph`; ``telemetry=True`` (or
+        ``False``) turns OpenTelemetry on (off) for this engine, over ``telemetry`` in the
+        configuration (needs asyncflow-otel, see the docs' Telemetry page). ``observers`` are
+        plugin objects of this engine only (see :mod:`asyncflow.hookspecs`).
 
         ``implicit_data`` is accepted for RADICAL AsyncFlow's scripts and changes nothing:
         there it linked every file of a dependency's sandbox into its dependents' sandboxes;
@@ -179,7 +188,7 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         engine = cls(**engine_arguments(
             backend, options, config=config, dry_run=dry_run, uid=uid, work_dir=work_dir,
             shutdown_timeout=shutdown_timeout, progress=progress, journal=journal,
-            resume=resume, graph=graph, observers=observers))
+            resume=resume, graph=graph, telemetry=telemetry, observers=observers))
         await engine._start()
         return engine
 
@@ -187,6 +196,9 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         run_dir = self.work_dir / self.uid
         started: list[ExecutionBackend] = []
         try:
+            if self.settings is not None and self._observers.engine_configured:
+                # Plugins read the keys they own: one may refuse them, or sit this engine out.
+                self._observers.configure(engine=self, settings=self.settings)
             for backend in self.backends.values():
                 backend.attach(self._on_update, self.loop)
                 if backend.work_dir is None:

@@ -156,9 +156,10 @@ class Observers:
     out of every hook of this engine: a broken plugin never slows the run down again.
     """
 
-    __slots__ = ("engine_started", "engine_stopped", "service_exited", "task_created",
-                 "task_state_changed")
+    __slots__ = ("engine_configured", "engine_started", "engine_stopped", "service_exited",
+                 "task_created", "task_state_changed")
 
+    engine_configured: list[Impl]
     engine_started: list[Impl]
     engine_stopped: list[Impl]
     service_exited: list[Impl]
@@ -179,6 +180,15 @@ class Observers:
                      for m in managers
                      for i in reversed(getattr(m.hook, f"asyncflow_{hook}").get_hookimpls())]
             setattr(self, hook, impls)
+
+    def configure(self, **kwargs: Any) -> None:
+        """Call ``asyncflow_engine_configured``. Unlike an observer, an implementation that
+        raises stops the engine's start; one that returns ``False`` sits this engine out:
+        none of its plugin's hooks is called for it, at no cost per task."""
+        idle = [plugin for plugin, function, argnames in self.engine_configured
+                if function(*[kwargs[a] for a in argnames]) is False]
+        if idle:
+            self._drop(idle)
 
     def call(self, impls: list[Impl], **kwargs: Any) -> None:
         broken = []
