@@ -18,21 +18,8 @@ from asyncflow import WorkerLostError, WorkflowEngine
 from asyncflow.testing.exits import run_without_shutdown
 from asyncflow_dask import DaskExecutionBackend
 
-CONFIG = """\
-backend = "dask"
-
-[backends.dask]
-cluster = "slurm"      # dask-jobqueue's SLURMCluster: each worker is a batch job
-jobs = 2
-
-[backends.dask.cluster_options]
-cores = 2
-processes = 1
-memory = "2GB"
-queue = "debug"
-walltime = "00:10:00"
-interface = "lo"
-"""
+# The example the docs give for Dask on a Slurm site, exactly as CI runs it.
+CONFIG = Path(__file__).parents[4] / "docs" / "examples" / "slurm" / "dask.toml"
 
 
 def squeue(*args: str) -> list[str]:
@@ -65,7 +52,7 @@ async def started(fifo: Path) -> str:
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """asyncflow.toml in the working directory, and a FIFO at ``tmp_path / "fifo"``."""
-    (tmp_path / "asyncflow.toml").write_text(CONFIG)
+    (tmp_path / "asyncflow.toml").write_text(CONFIG.read_text())
     os.mkfifo(tmp_path / "fifo")
     monkeypatch.chdir(tmp_path)
     # Worker jobs inherit the environment (sbatch's default): they import this module.
