@@ -268,3 +268,38 @@ async def test_upstream_spelling_on_the_alias(tmp_path: Path) -> None:
         assert isinstance(endpoint, rflow.ServiceEndpoint)
     finally:
         await flow.shutdown()
+
+
+async def test_stop_service_stops_a_ready_one_and_refuses_other_tasks(tmp_path: Path) -> None:
+    gone: list[str] = []
+
+    class Watcher:
+        @hookimpl
+        def asyncflow_service_exited(self, service: object) -> None:
+            gone.append(str(service))
+
+    async with WorkflowEngine.create("concurrent", work_dir=tmp_path,
+                                     observers=[Watcher()]) as flow:
+        @flow.executable_task(service=True, task_description={"ready_line": "ready"})
+        def server() -> str:
+            return python("import time; print('ready', flush=True); time.sleep(600)")
+
+        @flow.executable_task
+        def wait() -> str:
+            return "sleep 600"
+
+        first, second = server(), server()
+        one, two = await asyncio.gather(first, second)
+        assert one.pid is not None and two.pid is not None
+        assert await flow.stop_service(first) is True
+        assert not alive(one.pid) and alive(two.pid)  # the other one serves on
+        assert first.state == TaskState.DONE and first.result() is one
+        assert await flow.stop_service(first) is False
+        waiting = wait()
+        with pytest.raises(ValueError, match=r"'wait' \(task\.\d+\) is not a service task"):
+            await flow.stop_service(waiting)
+        waiting.cancel()
+        pending = server(task_description={"ready_line": "never"})
+        assert await flow.stop_service(pending) is True  # before ready: a cancel
+        assert pending.cancelled()
+    assert not alive(two.pid) and gone == []

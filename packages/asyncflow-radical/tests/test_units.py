@@ -218,3 +218,26 @@ async def test_a_bad_site_key_is_named_before_anything_starts(site: dict[str, ob
                                                               message: str) -> None:
     with pytest.raises(ValueError, match=message):
         await RadicalExecutionBackend(site=site, nodes=1)
+
+
+def test_services_watched_from_here_need_the_sandbox_or_the_tasks_here() -> None:
+    from asyncflow.services import readiness
+    from asyncflow_radical._services import unsupported
+
+    def service(**description: object) -> TaskSpec:
+        return command(("server",), service=readiness("server", description))
+
+    line, file = service(ready_line="up"), service(ready_file="ready.flag")
+    loopback, remote_port = service(ready_port=8000), service(ready_port=8000,
+                                                             ready_host="node17")
+    for spec in (line, file, loopback, remote_port, service()):  # a pilot on this machine
+        assert unsupported(spec, sandbox_here=True, runs_here=True, resource="x.y") is None
+    problem = unsupported(line, sandbox_here=False, runs_here=False, resource="tacc.frontera")
+    assert problem is not None and "ready_line" in problem and "'step'" in problem
+    assert "tacc.frontera" in problem
+    assert "ready_file" in str(unsupported(file, sandbox_here=False, runs_here=False,
+                                           resource="x.y"))
+    problem = unsupported(loopback, sandbox_here=True, runs_here=False, resource="x.y")
+    assert problem is not None and "ready_host" in problem
+    assert unsupported(remote_port, sandbox_here=False, runs_here=False, resource="x.y") is None
+    assert unsupported(service(), sandbox_here=False, runs_here=False, resource="x.y") is None

@@ -24,12 +24,11 @@ from typing import IO, Any
 
 from asyncflow.backend import TaskSpec, TaskUpdate
 from asyncflow.errors import ServiceExitedError, ServiceNotReadyError
-from asyncflow.services import Readiness, ServiceEndpoint
+from asyncflow.services import Readiness, ServiceEndpoint, port_accepts, wait_until
 
 __all__ = ["Service"]
 
 _TAIL_LINES = 50
-_FIRST_RETRY, _LAST_RETRY = 0.02, 0.5  # backoff of the port and file checks (seconds)
 
 
 class Service:
@@ -156,10 +155,10 @@ class Service:
             line, groups = await self._matched
         port = ready.port if ready.port is not None else _int(groups.get("port"))
         if ready.port is not None:
-            await _until(lambda: _accepts(ready.host, port))
+            await wait_until(lambda: port_accepts(ready.host, port))
         if ready.file is not None:
             path = Path(ready.file)
-            await _until(lambda: _exists(path))
+            await wait_until(path.exists)
         return line, groups
 
     def _endpoint(self, found: tuple[str | None, dict[str, str]]) -> ServiceEndpoint:
@@ -192,7 +191,8 @@ class Service:
     # -- stopping --------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop the service (the backend's shutdown, or a cancel before it was ready)."""
+        """Stop the service: the backend's shutdown, a cancel before it was ready (reported
+        ``CANCELLED``), or ``flow.stop_service`` once it was (nothing reported: DONE stands)."""
         task = self.task
         if task is not None and not task.done():
             task.cancel()
@@ -226,42 +226,12 @@ async def _both(waited: asyncio.Future[Any], reader: asyncio.Future[None]) -> No
         await reader
 
 
-async def _until(check: Callable[[], Any]) -> None:
-    """Try ``check`` (a coroutine function or a plain one) until it is true, backing off."""
-    delay = _FIRST_RETRY
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(delay)  # the service's own task: nothing else waits on it
-        delay = min(2 * delay, _LAST_RETRY)
-
-
-async def _accepts(host: str, port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        _, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
 def _copy_to(path: Path | None) -> IO[str] | None:
     """The file a service's output is copied to with ``capture_stdio=True``."""
     if path is None:
         return None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return open(path, "w")
-
-
-def _exists(path: Path) -> bool:
-    return path.exists()
 
 
 def _int(text: str | None) -> int | None:

@@ -223,9 +223,7 @@ class ConcurrentExecutionBackend(ExecutionBackend):
 
     async def cancel(self, uid: str) -> bool:
         service = self._services.get(uid)
-        if service is not None:
-            if service.is_ready:  # its task is DONE: only the shutdown stops it
-                return False
+        if service is not None:  # before it is ready, or ready (flow.stop_service): stop it
             await service.stop()
             return True
         job = self._jobs.get(uid)

@@ -116,7 +116,9 @@ class Capabilities:
     """Runs service tasks (``spec.service`` set): reports ``DONE`` with a
     :class:`~asyncflow.services.ServiceEndpoint` once the service is ready, keeps it running
     until shutdown, and if it ends on its own after that, reports one ``FAILED`` with
-    :class:`~asyncflow.ServiceExitedError` (the only report allowed after a terminal one)."""
+    :class:`~asyncflow.ServiceExitedError` (the only report allowed after a terminal one).
+    ``cancel(uid)`` stops a service before it is ready (reported ``CANCELLED``) and after
+    (``flow.stop_service``: nothing more is reported), returning once it is stopped."""
 
     def missing(self, **needed: bool) -> list[str]:
         """Names among ``needed`` that are requested (``True``) but not provided."""
@@ -326,6 +328,10 @@ class ExecutionBackend(ABC):
 
         Return ``True`` if the task will not run to completion, ``False`` if it is unknown,
         already finished, or cannot be interrupted.
+
+        A service task that is ready (reported ``DONE``) is not finished: with the
+        ``services`` capability, this stops it, reports nothing more, and returns ``True``
+        once it has stopped (the engine's ``stop_service`` calls it so).
         """
 
     @abstractmethod

@@ -18,24 +18,32 @@ must hold, and none means ready as soon as it started):
 
 A backend runs service tasks when it declares the ``services`` capability; the engine
 refuses them on any other backend before submission. This module is the part backends share:
-the parsed condition each :class:`~asyncflow.TaskSpec` carries in ``spec.service``, and the
-result type.
+the parsed condition each :class:`~asyncflow.TaskSpec` carries in ``spec.service``, the
+result type, and the two checks a watcher repeats (:func:`wait_until`, :func:`port_accepts`).
+
+Once a service is ready, ``await flow.stop_service(future)`` stops it before the shutdown
+does; the engine asks its backend with ``cancel(uid)``, which for a ready service stops it
+and reports nothing more (its ``DONE`` stands).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["READY_KEYS", "Readiness", "ServiceEndpoint", "readiness"]
+__all__ = ["READY_KEYS", "Readiness", "ServiceEndpoint", "port_accepts", "readiness",
+           "wait_until"]
 
 READY_KEYS = frozenset({"ready_port", "ready_host", "ready_file", "ready_line",
                         "ready_timeout"})
 """The ``task_description`` keys of a service's readiness condition."""
 
 DEFAULT_TIMEOUT = 60.0
+_FIRST_RETRY, _LAST_RETRY = 0.02, 0.5  # backoff of the repeated checks (seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +125,31 @@ def readiness(task: str, description: Mapping[str, Any]) -> Readiness:
         raise ValueError(f"service {task!r}: ready_timeout must be a positive number of "
                          f"seconds, not {timeout!r}")
     return Readiness(port=port, host=host, file=file, line=pattern, timeout=float(timeout))
+
+
+async def wait_until(check: Callable[[], Any]) -> None:
+    """Try ``check`` (a coroutine function or a plain one) until it is true, backing off from
+    20 ms, doubling, to 0.5 s. Run it in the service's own watcher task: nothing else waits."""
+    delay = _FIRST_RETRY
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, _LAST_RETRY)
+
+
+async def port_accepts(host: str, port: int | None) -> bool:
+    """Whether a TCP connection to ``host:port`` is accepted (closed again at once)."""
+    if port is None:
+        return False
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

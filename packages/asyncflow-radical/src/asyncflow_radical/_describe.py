@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from asyncflow.backend import TaskKind, TaskSpec
+from asyncflow.services import READY_KEYS
 from asyncflow_radical import _remote
 from asyncflow_radical._staging import TRANSFER
 
@@ -103,6 +104,8 @@ def stdio_names(td: Mapping[str, Any]) -> tuple[str, str]:
 def _passthrough(spec: TaskSpec, fields: frozenset[str]) -> dict[str, Any]:
     td: dict[str, Any] = {}
     for key, value in spec.description.items():
+        if spec.service is not None and key in READY_KEYS:  # the backend watches these
+            continue
         if key in _OWNED:
             raise ValueError(f"task {spec.name!r} ({spec.uid}): task_description key {key!r} "
                              "is set by the radical backend from the task itself")

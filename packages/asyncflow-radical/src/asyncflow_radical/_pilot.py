@@ -80,6 +80,10 @@ class PilotJob:
         self.state: str | None = None
         self.problem: str | None = None  # why the pilot ended, once it has
         self.batch_job: str | None = None  # e.g. "Slurm job 42", once the pilot is active
+        # Where the pilot is, from the resource's access schema (set by open()): its sandbox
+        # on this machine's filesystem (file://localhost), its tasks on this machine (fork).
+        self.sandbox_here = False
+        self.runs_here = False
         self._resource_manager = ""  # the resource's, e.g. "SLURM"
         self._session: Any = None
         self._pmgr: Any = None
@@ -100,6 +104,12 @@ class PilotJob:
     @property
     def resource(self) -> str:
         return str(self.description.get("resource"))
+
+    @property
+    def pilot_sandbox(self) -> str | None:
+        """The pilot's sandbox URL, once it is submitted."""
+        pilot = self._pilot
+        return None if pilot is None else str(pilot.pilot_sandbox or "") or None
 
     # -- life cycle (blocking) -------------------------------------------------------------
 
@@ -122,6 +132,7 @@ class PilotJob:
                 self._session = rp.Session(cfg={"base": self.client_sandbox})
             config = self._session.get_resource_config(self.resource)
             self._resource_manager = str(config.get("resource_manager") or "")
+            self._locate(config)
             self._plan_raptor(config)
             self._pmgr = rp.PilotManager(session=self._session)
             self._tmgr = rp.TaskManager(session=self._session)
@@ -129,6 +140,13 @@ class PilotJob:
             self._tmgr.register_callback(self._on_task_state)
             self._pilot = self._pmgr.submit_pilots(rp.PilotDescription(self.description))
             self._tmgr.add_pilots(self._pilot)
+
+    def _locate(self, config: Mapping[str, Any]) -> None:
+        schema = self.description.get("access_schema") or config.get("default_schema")
+        endpoints = (config.get("schemas") or {}).get(schema) or {}
+        self.sandbox_here = _here(endpoints.get("filesystem_endpoint"), "file")
+        self.runs_here = self.sandbox_here and _here(endpoints.get("job_manager_endpoint"),
+                                                     "fork")
 
     def _plan_raptor(self, config: Mapping[str, Any]) -> None:
         """RAPTOR's worker count and size, from the options or the pilot's shape; an
@@ -383,6 +401,12 @@ def _reap(sandbox: str | None) -> None:
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
+
+
+def _here(endpoint: Any, scheme: str) -> bool:
+    """Whether a resource's endpoint URL is this machine's, reached by ``scheme``."""
+    url = urlparse(str(endpoint or ""))
+    return url.scheme == scheme and url.hostname in (None, "", "localhost", "127.0.0.1")
 
 
 def _detail(task: Any) -> str:

@@ -2,8 +2,10 @@
 
 ``start()`` opens a RADICAL-Pilot session, submits one pilot to the chosen resource and waits
 until it is active. Executable tasks become RADICAL-Pilot tasks; function tasks go to a RAPTOR
-master and its workers on the same pilot, started with the first function task. RADICAL-Pilot
-reports task states on its own threads; they reach the engine through :meth:`report`.
+master and its workers on the same pilot, started with the first function task. Service tasks
+are long-running executable tasks whose readiness is watched from here (see ``_services.py``).
+RADICAL-Pilot reports task states on its own threads; they reach the engine through
+:meth:`report`.
 
 RADICAL-Pilot is imported by ``start()``, after ``_environment.prepare`` has pointed it at
 this interpreter's environment: importing this module costs nothing.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -24,11 +27,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from asyncflow.backend import Capabilities, ExecutionBackend, TaskKind, TaskSpec, TaskUpdate
-from asyncflow.errors import BackendError, TaskTimeoutError, WorkerLostError
+from asyncflow.errors import BackendError, CapabilityError, TaskTimeoutError, WorkerLostError
 from asyncflow.executables import outcome
 from asyncflow_radical import _remote, _site
 from asyncflow_radical._describe import describe, stdio_names
 from asyncflow_radical._pilot import PilotJob
+from asyncflow_radical._services import Ended, Service, unsupported
 from asyncflow_radical._staging import FileLedger
 
 __all__ = ["RadicalExecutionBackend"]
@@ -40,13 +44,14 @@ _SHORTENED = "[... CONTENT SHORTENED ...]"  # how RADICAL-Pilot starts output it
 class _Job:
     """A task between ``submit`` and its one terminal report."""
 
-    __slots__ = ("cancelling", "running", "spec", "stdio")
+    __slots__ = ("cancelling", "running", "service", "spec", "stdio")
 
     def __init__(self, spec: TaskSpec, stdio: tuple[str, str]) -> None:
         self.spec = spec
         self.stdio = stdio  # file names of stdout and stderr in the task's sandbox
         self.running = False
         self.cancelling = False
+        self.service: Service | None = None  # a service task's watcher, which reports it
 
 
 class RadicalExecutionBackend(ExecutionBackend):
@@ -90,6 +95,7 @@ class RadicalExecutionBackend(ExecutionBackend):
     capabilities = Capabilities(
         function_tasks=True, executable_tasks=True, cancel_running=True, capture_stdio=True,
         timeouts=True, file_staging=True, resources=True, remote_workers=True,
+        services=True,  # executable services, watched from here (see _services.py)
     )
 
     def __init__(
@@ -155,6 +161,7 @@ class RadicalExecutionBackend(ExecutionBackend):
         self._temp_sandbox: str | None = None
         self._tag = f"af{secrets.token_hex(3)}"  # our RADICAL-Pilot uids: <tag>.<task uid>
         self._jobs: dict[str, _Job] = {}  # by RADICAL-Pilot uid
+        self._services: dict[str, Service] = {}  # by task uid, until their watchers end
         self._lock = threading.Lock()  # RADICAL-Pilot's threads settle jobs too
         self._files = FileLedger()
         self._made_dirs: set[Path] = set()
@@ -226,7 +233,7 @@ class RadicalExecutionBackend(ExecutionBackend):
                 self.report(TaskUpdate.failed(spec.uid, self._pilot_lost(spec)))
             return
         raptor_id = raptor_error = None
-        if any(spec.kind is TaskKind.FUNCTION for spec in tasks):
+        if any(spec.kind is TaskKind.FUNCTION and spec.service is None for spec in tasks):
             try:
                 raptor_id = await asyncio.to_thread(job.raptor_master)
             except Exception as exc:
@@ -235,6 +242,8 @@ class RadicalExecutionBackend(ExecutionBackend):
         jobs: list[_Job] = []
         for spec in tasks:
             try:
+                if spec.service is not None:
+                    self._check_service(spec, job)
                 if spec.kind is TaskKind.FUNCTION and raptor_error is not None:
                     raise BackendError(f"task {spec.name!r} ({spec.uid}): RAPTOR, which runs "
                                        f"function tasks, did not start: {raptor_error}")
@@ -246,7 +255,11 @@ class RadicalExecutionBackend(ExecutionBackend):
                 continue
             self._files.record_outputs(spec, td["uid"])
             descriptions.append(td)
-            jobs.append(_Job(spec, stdio_names(td)))
+            entry = _Job(spec, stdio_names(td))
+            if spec.service is not None:
+                entry.service = Service(spec, td["uid"], self._task_sandbox(td), entry.stdio,
+                                        self.report, functools.partial(job.cancel, [td["uid"]]))
+            jobs.append(entry)
         if not jobs:
             return
         with self._lock:
@@ -259,6 +272,32 @@ class RadicalExecutionBackend(ExecutionBackend):
                 for td in descriptions:
                     self._jobs.pop(td["uid"], None)
             raise
+        for entry in jobs:
+            if entry.service is not None:
+                self._watch(entry.service)
+
+    def _check_service(self, spec: TaskSpec, job: PilotJob) -> None:
+        if spec.kind is not TaskKind.EXECUTABLE:
+            raise CapabilityError(
+                f"service {spec.name!r} ({spec.uid}): the radical backend runs executable "
+                "services only (a function service would hold a RAPTOR worker for its whole "
+                "life); make it an executable_task that starts the server")
+        problem = unsupported(spec, job.sandbox_here, job.runs_here, self.resource)
+        if problem is not None:
+            raise CapabilityError(problem)
+
+    def _task_sandbox(self, td: Mapping[str, Any]) -> Path | None:
+        """The task's folder, if the pilot's sandbox is on this machine: RADICAL-Pilot's
+        ``<pilot sandbox>/<uid>/``, or the ``sandbox`` of its description."""
+        assert self._job is not None
+        pilot = _local_path(self._job.pilot_sandbox)
+        return None if pilot is None else pilot / str(td.get("sandbox") or td["uid"])
+
+    def _watch(self, service: Service) -> None:
+        uid = service.spec.uid
+        self._services[uid] = service
+        service.task = self.loop.create_task(service.run(), name=f"service {uid}")
+        service.task.add_done_callback(lambda _: self._services.pop(uid, None))
 
     def _make_dirs(self, spec: TaskSpec) -> None:
         for path in (spec.stdout, spec.stderr):
@@ -280,7 +319,10 @@ class RadicalExecutionBackend(ExecutionBackend):
             rp = self._rp
             if state in rp.FINAL:
                 del self._jobs[task.uid]  # reported under the lock: after RUNNING, once
-                self.report(self._settle(entry, task, state))
+                if entry.service is not None:  # its watcher decides what that means
+                    self._call_soon(entry.service.ended, self._ended(entry, task, state))
+                else:
+                    self.report(self._settle(entry, task, state))
             elif not entry.running and (
                     state == rp.AGENT_EXECUTING
                     # RAPTOR reports a function task's states only once it has ended: the
@@ -288,6 +330,8 @@ class RadicalExecutionBackend(ExecutionBackend):
                     or (state == rp.AGENT_SCHEDULING and entry.spec.kind is TaskKind.FUNCTION)):
                 entry.running = True
                 self.report(TaskUpdate.running(entry.spec.uid))
+                if entry.service is not None:
+                    self._call_soon(entry.service.launched)
 
     def raptor_lost(self, problem: str) -> None:
         self._fail(lambda entry: entry.spec.kind is TaskKind.FUNCTION,
@@ -319,7 +363,11 @@ class RadicalExecutionBackend(ExecutionBackend):
             for uid, entry in list(self._jobs.items()):
                 if which(entry):
                     del self._jobs[uid]
-                    self.report(TaskUpdate.failed(entry.spec.uid, error(entry.spec)))
+                    if entry.service is not None:  # it ended with the pilot
+                        self._call_soon(entry.service.ended, Ended(
+                            "FAILED", None, "", str(error(entry.spec))))
+                    else:
+                        self.report(TaskUpdate.failed(entry.spec.uid, error(entry.spec)))
 
     # -- outcomes: what a final RADICAL-Pilot task means for AsyncFlow ---------------------
 
@@ -355,6 +403,10 @@ class RadicalExecutionBackend(ExecutionBackend):
             raise TaskTimeoutError(spec.name, spec.timeout)
         raise self._lost(spec, task, state)
 
+    def _ended(self, entry: _Job, task: Any, state: str) -> Ended:
+        return Ended(state, task.exit_code, _whole(task.stdout, task.sandbox, entry.stdio[0]),
+                     _whole(task.stderr, task.sandbox, entry.stdio[1]))
+
     def _lost(self, spec: TaskSpec, task: Any, state: str) -> Exception:
         """The error of a task RADICAL-Pilot ended without running it to completion."""
         if state == self._rp.CANCELED:
@@ -367,6 +419,9 @@ class RadicalExecutionBackend(ExecutionBackend):
     # -- cancel and shutdown ---------------------------------------------------------------
 
     async def cancel(self, uid: str) -> bool:
+        service = self._services.get(uid)
+        if service is not None:  # before it is ready, or ready (flow.stop_service)
+            return await service.stop()
         rp_uid = f"{self._tag}.{uid}"
         with self._lock:
             entry = self._jobs.get(rp_uid)
@@ -388,10 +443,14 @@ class RadicalExecutionBackend(ExecutionBackend):
 
     async def shutdown(self) -> None:
         self._stopping = True
+        if self._services:  # each waits for its task's final state, all at once
+            await asyncio.gather(*(s.stop() for s in list(self._services.values())),
+                                 return_exceptions=True)
         with self._lock:
             jobs, self._jobs = self._jobs, {}
             for entry in jobs.values():
-                self.report(TaskUpdate.cancelled(entry.spec.uid))
+                if entry.service is None:  # a service's watcher has reported it
+                    self.report(TaskUpdate.cancelled(entry.spec.uid))
         await self._release(list(jobs))
 
     async def _release(self, in_flight: list[str]) -> None:
@@ -406,14 +465,22 @@ class RadicalExecutionBackend(ExecutionBackend):
             shutil.rmtree(self._temp_sandbox, ignore_errors=True)
 
 
+def _local_path(sandbox: Any) -> Path | None:
+    """The path of a sandbox URL (a str or RADICAL's Url) on this machine, or ``None``."""
+    url = urlparse(str(sandbox or ""))
+    if url.scheme == "file" and url.hostname in (None, "", "localhost") and url.path:
+        return Path(url.path)
+    return None
+
+
 def _whole(text: str | None, sandbox: str | None, name: str) -> str:
     """A task's stdout or stderr: RADICAL-Pilot keeps the last KiB; read the file when the
     sandbox is on this machine."""
     text = text or ""
-    if not text.startswith(_SHORTENED) or not sandbox:
+    if not text.startswith(_SHORTENED):
         return text
-    url = urlparse(sandbox)
-    if url.scheme == "file" and url.hostname in (None, "", "localhost"):
+    path = _local_path(sandbox)
+    if path is not None:
         with contextlib.suppress(OSError):
-            return Path(url.path, name).read_text(errors="replace")
+            return (path / name).read_text(errors="replace")
     return text

@@ -131,8 +131,9 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         self._submitters: dict[ExecutionBackend, Submitter] = {}  # made when the engine starts
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to our asyncio tasks
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
-        # Service tasks that became ready: DONE, yet running until shutdown (or their end).
-        self._services: dict[str, TaskFuture[Any]] = {}
+        # Service tasks that became ready: DONE, yet running until shutdown (or their end),
+        # with the backend that runs them (their records are gone: flow.stop_service asks it).
+        self._services: dict[str, tuple[TaskFuture[Any], ExecutionBackend | None]] = {}
         self._closing: asyncio.Task[None] | None = None
         # Settling work found while settling (dependents to fail or cancel, blocks to stop),
         # done in order by the outermost _finish or _cancel: nothing recurses per task.
@@ -302,6 +303,35 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
         state = "closed" if self.closed else "open"
         counts = "".join(f" {k.lower()}={v}" for k, v in sorted(self.counts().items()))
         return f"<WorkflowEngine {self.uid} {state} backends={list(self.backends)}{counts}>"
+
+    # -- services --------------------------------------------------------------------------
+
+    async def stop_service(self, service: TaskFuture[Any]) -> bool:
+        """Stop the service task ``service`` now rather than at shutdown.
+
+        Before it is ready, this is ``service.cancel()``. Once it is ready (its future DONE,
+        with its endpoint), the backend stops it, and the engine does not report that end as
+        an exit (no ``asyncflow_service_exited``, no error logged); the future stays DONE.
+        Returns once the backend has stopped it: ``True`` if it was running, ``False`` if it
+        had already ended (or failed, or was cancelled).
+
+        Raises:
+            ValueError: ``service`` is a task of this engine that is not a service task.
+        """
+        entry = self._services.get(service.uid)
+        if entry is not None and entry[0] is service:
+            del self._services[service.uid]  # its end is ours now, not news to report
+            backend = entry[1]
+            if backend is None or backend.closed:
+                return False
+            return await backend.cancel(service.uid)
+        record = service._record
+        if record is None or record.engine is not self:  # finished: ended, failed, cancelled
+            return False
+        if not record.options.service:
+            raise ValueError(f"task {record.name!r} ({record.uid}) is not a service task; "
+                             "cancel it with its future's cancel()")
+        return service.cancel()
 
     # -- workflow scopes -------------------------------------------------------------------
 
@@ -609,7 +639,7 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
                 if update.ref is not None:
                     record.future._ref = (record.backend_instance, update.ref)
                 if record.options.service:
-                    self._services[record.uid] = record.future
+                    self._services[record.uid] = (record.future, record.backend_instance)
                 self._finish(record, TaskState.DONE, update.value)
             elif state is TaskState.FAILED:
                 policy = record.options.retry
@@ -625,7 +655,7 @@ class WorkflowEngine(DecoratorsMixin, TelemetryMixin):
 
     def _service_exited(self, update: TaskUpdate) -> None:
         """A ready service ended on its own: its future is long settled, so say it aloud."""
-        service = self._services.pop(update.uid)
+        service, _ = self._services.pop(update.uid)
         if self._closing is not None:  # stopped by the shutdown, as it should be
             return
         error = update.error

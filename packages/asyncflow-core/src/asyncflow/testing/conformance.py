@@ -33,6 +33,7 @@ from asyncflow.errors import (
     DependencyFailureError,
     ExecutableFailedError,
     ServiceExitedError,
+    ServiceNotReadyError,
     TaskTimeoutError,
 )
 from asyncflow.hookspecs import hookimpl
@@ -696,6 +697,89 @@ class BackendConformance:
                 assert error.ready and error.exit_code == 7
             finally:
                 await self.shut(flow)
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_service_not_ready_in_time_fails_and_is_stopped(self,
+                                                                   tmp_path: Path) -> None:
+        command = bodies.python_command(
+            "import time; print('starting', flush=True); time.sleep(600)")
+
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                with pytest.raises(ServiceNotReadyError) as raised:
+                    await serve(task_description={"ready_line": "never printed",
+                                                  "ready_timeout": 2})
+                assert "never printed" in raised.value.condition
+                assert raised.value.timeout == 2
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_service_cancelled_before_ready(self, tmp_path: Path) -> None:
+        command = bodies.python_command("import time; time.sleep(600)")
+
+        async def scenario() -> None:
+            flow = await self.engine(tmp_path)
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                service = serve(task_description={"ready_line": "never printed",
+                                                  "ready_timeout": self.gate_limit})
+                await asyncio.sleep(0)  # released to the backend
+                assert service.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await service
+                assert service.state == TaskState.CANCELLED
+            finally:
+                await self.shut(flow)
+        self.run(scenario)
+
+    @requires("services", "executable_tasks", EXECUTES)
+    def test_engine_stop_service_stops_a_ready_service(self, tmp_path: Path) -> None:
+        command = bodies.python_command(
+            "import os, time; print('ready pid', os.getpid(), flush=True); time.sleep(600)")
+
+        async def scenario() -> None:
+            exits: list[str] = []
+
+            class Watcher:
+                @hookimpl
+                def asyncflow_service_exited(self, service: Any) -> None:
+                    exits.append(service.uid)
+
+            self.waiting_for = "WorkflowEngine.create()"
+            flow = await WorkflowEngine.create(backend=self.make_backend(), work_dir=tmp_path,
+                                               observers=[Watcher()])
+            self.waiting_for = "the service to be ready, then stopped"
+            try:
+                def service_command() -> str:
+                    return command
+
+                serve = flow.executable_task(service_command, service=True)
+
+                service = serve(task_description={"ready_line": r"ready pid (?P<pid>\d+)",
+                                                  "ready_timeout": self.gate_limit})
+                endpoint = await service
+                assert await flow.stop_service(service) is True
+                assert service.state == TaskState.DONE and service.result() is endpoint
+                if not self.backend_class.capabilities.remote_workers:
+                    pid = int(endpoint.match["pid"])
+                    assert not _alive(pid), f"service process {pid} outlived stop_service"
+                assert await flow.stop_service(service) is False  # stopped already
+            finally:
+                await self.shut(flow)
+            assert exits == [], "a stopped service was reported as exited on its own"
         self.run(scenario)
 
 
