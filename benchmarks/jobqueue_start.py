@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -104,5 +106,7 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.config, args.json = args.config.resolve(), args.json.resolve()
+    os.chdir(tempfile.mkdtemp(prefix="jobqueue-start-"))  # where the jobs write slurm-*.out
     results = asyncio.run(main(args))
     keep(results, args.json, report(results))
