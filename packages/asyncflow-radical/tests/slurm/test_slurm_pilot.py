@@ -2,13 +2,15 @@
 nodes submitted with sbatch, configured by the docs' example and chosen there by name.
 
 The cluster has 2 cores per node and the pilot all 4; RAPTOR (started by the first function
-task) keeps 3 of them, so the tests that need the whole pilot come first, in file order.
+task) keeps 3 of them, so the tests that need the whole pilot come first, in file order, and
+the service (one core, until stopped) last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from slurm import CONFIG, job_id, line_from, squeue
 
-from asyncflow import InputFile, OutputFile, WorkflowEngine
+from asyncflow import InputFile, OutputFile, ServiceEndpoint, WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
 
 
@@ -141,3 +143,26 @@ async def test_the_seed_composite_workflow(flow: WorkflowEngine) -> None:
     (_, a_ended, _), (_, b_ended, _), (c_began, _, _) = runs
     assert c_began >= max(a_ended, b_ended)
     assert all(len(workflows) == 3 for _, _, workflows in runs)
+
+
+async def test_a_service_in_the_batch_job_serves_tasks_until_stopped(
+        flow: WorkflowEngine) -> None:
+    @flow.executable_task(service=True, task_description={
+        "ready_line": r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+)", "ready_timeout": 120})
+    def http_server() -> str:
+        return f"{sys.executable} -u -m http.server 0 --bind 127.0.0.1"
+
+    @flow.function_task
+    def fetch(server: ServiceEndpoint) -> tuple[int, str | None]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{server.address}/", timeout=30) as reply:
+            return reply.status, os.environ.get("SLURM_JOB_ID")
+
+    server = http_server()
+    status, job = await fetch(server)
+    endpoint = await server
+    print(f"service {endpoint.info.get('radical_uid')} at {endpoint.address}: {status}, "
+          f"fetched in Slurm job {job}")
+    assert status == 200 and job is not None
+    assert await flow.stop_service(server)
