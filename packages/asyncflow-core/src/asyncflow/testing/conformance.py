@@ -603,10 +603,7 @@ class BackendConformance:
         async def scenario() -> None:
             flow = await self.engine(tmp_path)
             try:
-                def service_command() -> str:
-                    return "sleep 60"
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, "sleep 60")
 
                 with pytest.raises(CapabilityError, match="services"):
                     await serve()
@@ -623,10 +620,7 @@ class BackendConformance:
         async def scenario() -> None:
             flow = await self.engine(tmp_path)
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 service = serve(task_description={"ready_line": r"ready pid (?P<pid>\d+)",
                                                   "ready_timeout": self.gate_limit})
@@ -649,10 +643,7 @@ class BackendConformance:
         async def scenario() -> None:
             flow = await self.engine(tmp_path)
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 with pytest.raises(ServiceExitedError) as raised:
                     await serve(task_description={"ready_line": "never printed",
@@ -683,10 +674,7 @@ class BackendConformance:
                                                observers=[Watcher()])
             self.waiting_for = "the service's end to be reported"
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 service = serve(task_description={"ready_line": "^up$",
                                                   "ready_timeout": self.gate_limit})
@@ -708,10 +696,7 @@ class BackendConformance:
         async def scenario() -> None:
             flow = await self.engine(tmp_path)
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 with pytest.raises(ServiceNotReadyError) as raised:
                     await serve(task_description={"ready_line": "never printed",
@@ -729,10 +714,7 @@ class BackendConformance:
         async def scenario() -> None:
             flow = await self.engine(tmp_path)
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 service = serve(task_description={"ready_line": "never printed",
                                                   "ready_timeout": self.gate_limit})
@@ -763,10 +745,7 @@ class BackendConformance:
                                                observers=[Watcher()])
             self.waiting_for = "the service to be ready, then stopped"
             try:
-                def service_command() -> str:
-                    return command
-
-                serve = flow.executable_task(service_command, service=True)
+                serve = _service_task(flow, command)
 
                 service = serve(task_description={"ready_line": r"ready pid (?P<pid>\d+)",
                                                   "ready_timeout": self.gate_limit})
@@ -791,6 +770,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _service_task(flow: WorkflowEngine, command: str) -> Any:
+    """An executable service task of ``flow`` that runs ``command``."""
+    def service_command() -> str:
+        return command
+
+    return flow.executable_task(service_command, service=True)
 
 
 def _listing(title: str, items: list[str], limit: int = 10) -> str:
