@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,40 @@ def test_a_site_given_inline_is_known_while_the_session_is_created_only(
     assert known() is None and "RADICAL_CONFIG_USER_DIR" not in os.environ
     assert not (tmp_path / ".radical").exists()
 
+
+
+def test_two_sessions_starting_at_once_are_configured_one_after_the_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """own_environment() changes os.environ for the whole process: a second session waits
+    until the first is created, and each sees its own site (CI once had two engines gathered
+    on Slurm, one of whose sessions never came up)."""
+    import radical.utils as ru
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RADICAL_CONFIG_USER_DIR", raising=False)
+    first, second = ({**SITE, "description": name} for name in ("first", "second"))
+    holding, seen = threading.Event(), []
+    release = threading.Event()
+
+    def create(site: dict[str, object]) -> None:
+        with _environment.own_environment("asyncflow.site", site):
+            configs = ru.Config("radical.pilot.resource", name="*", expand=False)
+            seen.append(configs["asyncflow"]["site"]["description"])
+            holding.set()
+            release.wait(30)  # the session is being created
+
+    one = threading.Thread(target=create, args=(first,))
+    one.start()
+    assert holding.wait(30)
+    two = threading.Thread(target=create, args=(second,))
+    two.start()
+    two.join(0.5)  # not a timing threshold: it must not get in at all while one is inside
+    assert seen == ["first"] and two.is_alive()
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert seen == ["first", "second"]
+    assert "RADICAL_CONFIG_USER_DIR" not in os.environ
 
 def test_a_site_file_is_read_and_a_bad_one_named(tmp_path: Path) -> None:
     path = tmp_path / "site.json"

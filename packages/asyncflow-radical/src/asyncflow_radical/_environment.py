@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,17 @@ def prepare(resource: str) -> None:
     env.setdefault("RADICAL_PROFILE", "FALSE")  # no *.prof files, no NTP lookups
 
 
+# While a session is created, own_environment() changes os.environ for the whole process, so
+# sessions are created one at a time: two backends starting at once (two engines gathered, or
+# one engine with two radical backends) raced here, and one session read the other's
+# configuration folder after it was removed and never came up.
+_CREATING = threading.Lock()
+
+
 @contextlib.contextmanager
 def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Iterator[None]:
     """While inside (creating the session), ``resource`` is configured to use this environment,
-    and is described by ``site`` when one is given.
+    and is described by ``site`` when one is given; one session at a time in a process.
 
     Many sites' shipped configurations say ``virtenv_mode: create``: the agent would build a
     fresh virtualenv and pip-install RADICAL-Pilot into it, from the network, and never see
@@ -57,6 +65,12 @@ def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Ite
     :data:`OWN_ENVIRONMENT` added for ``resource`` (or with ``site`` as ``resource``, where
     its own values win): the site is known to that session only, and no file is left behind.
     """
+    with _CREATING, _configured(resource, site):
+        yield
+
+
+@contextlib.contextmanager
+def _configured(resource: str, site: Mapping[str, Any] | None) -> Iterator[None]:
     import radical.utils as ru  # imported with radical.pilot already
 
     domain, _, label = resource.partition(".")

@@ -32,9 +32,15 @@ async def test_scancel_and_walltime_fail_tasks_in_flight_then_nothing_is_left(
                                .replace("runtime = 10 ", f"runtime = {runtime} "))
     before = group_processes()
     began = time.monotonic()
-    flows = await asyncio.gather(*(WorkflowEngine.create(config=config, work_dir=tmp_path)
-                                   for config in configs))
+    # Side by side, started at once (one session at a time is created, then both pilots wait
+    # in the queue together); whichever started is shut down whatever happens.
+    started = await asyncio.gather(*(WorkflowEngine.create(config=config, work_dir=tmp_path)
+                                     for config in configs), return_exceptions=True)
+    flows = [flow for flow in started if isinstance(flow, WorkflowEngine)]
     try:
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
         backends = [flow.backend for flow in flows]
         assert all(isinstance(b, RadicalExecutionBackend) for b in backends)
         jobs = [job_id(b.batch_job) for b in backends]  # type: ignore[attr-defined]
