@@ -44,17 +44,18 @@ def prepare(resource: str) -> None:
     env.setdefault("RADICAL_PROFILE", "FALSE")  # no *.prof files, no NTP lookups
 
 
-# While a session is created, own_environment() changes os.environ for the whole process, so
-# sessions are created one at a time: two backends starting at once (two engines gathered, or
-# one engine with two radical backends) raced here, and one session read the other's
-# configuration folder after it was removed and never came up.
+# Sessions (and their managers) are created one at a time in a process: while one is, this
+# changes os.environ for the whole process, and radical.utils picks its ZMQ bridges' ports in
+# a way that is not thread-safe. Two engines gathered on Slurm in CI failed there: one session
+# never came up, another creation died with EBADF in radical.utils' find_port().
 _CREATING = threading.Lock()
 
 
 @contextlib.contextmanager
 def own_environment(resource: str, site: Mapping[str, Any] | None = None) -> Iterator[None]:
-    """While inside (creating the session), ``resource`` is configured to use this environment,
-    and is described by ``site`` when one is given; one session at a time in a process.
+    """While inside (creating the session and its managers), ``resource`` is configured to use
+    this environment, and is described by ``site`` when one is given; one at a time in a
+    process.
 
     Many sites' shipped configurations say ``virtenv_mode: create``: the agent would build a
     fresh virtualenv and pip-install RADICAL-Pilot into it, from the network, and never see

@@ -128,14 +128,15 @@ class PilotJob:
                                  f"radical.pilot's PilotDescription ({', '.join(sorted(known))})")
             if self.site is not None:
                 _site.check(self.site, rp)
+            # One session (with its managers) at a time in a process: see own_environment.
             with _environment.own_environment(self.resource, self.site):
                 self._session = rp.Session(cfg={"base": self.client_sandbox})
-            config = self._session.get_resource_config(self.resource)
-            self._resource_manager = str(config.get("resource_manager") or "")
-            self._locate(config)
-            self._plan_raptor(config)
-            self._pmgr = rp.PilotManager(session=self._session)
-            self._tmgr = rp.TaskManager(session=self._session)
+                config = self._session.get_resource_config(self.resource)
+                self._resource_manager = str(config.get("resource_manager") or "")
+                self._locate(config)
+                self._plan_raptor(config)
+                self._pmgr = rp.PilotManager(session=self._session)
+                self._tmgr = rp.TaskManager(session=self._session)
             self._pmgr.register_callback(self._on_pilot_state)
             self._tmgr.register_callback(self._on_task_state)
             self._pilot = self._pmgr.submit_pilots(rp.PilotDescription(self.description))
