@@ -115,6 +115,19 @@ stop_pidfile() {  # the daemon of a pid file: TERM, then KILL after 10 s
   rm -f "$file"
 }
 
+# A job step's slurmstepd can outlive its slurmd (seen after a cancelled step): end those of
+# this cluster, told by their working directory under $DIR.
+stop_steps() {
+  local pid steps=()
+  for pid in $(pgrep -x slurmstepd || true); do
+    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$DIR"/* ]] && steps+=("$pid")
+  done
+  [ "${#steps[@]}" -eq 0 ] && return
+  kill -TERM "${steps[@]}" 2>/dev/null || true
+  for _ in $(seq 1 10); do kill -0 "${steps[@]}" 2>/dev/null || return 0; sleep 0.5; done
+  kill -KILL "${steps[@]}" 2>/dev/null || true
+}
+
 stop() {
   if [ -s "$CONF" ] && running "$DIR/run/slurmctld.pid"; then
     scancel --full --quiet --partition="$PARTITION" 2>/dev/null || true  # jobs end with the cluster
@@ -122,6 +135,7 @@ stop() {
   fi
   for node in "${NODES[@]}"; do stop_pidfile "$DIR/run/slurmd-$node.pid"; done
   stop_pidfile "$DIR/run/slurmctld.pid"
+  stop_steps
 
 
   if [ -s /run/munge/munged.pid ]; then stop_pidfile /run/munge/munged.pid; fi
