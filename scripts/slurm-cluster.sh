@@ -115,14 +115,24 @@ stop_pidfile() {  # the daemon of a pid file: TERM, then KILL after 10 s
   rm -f "$file"
 }
 
-# A job step's slurmstepd can outlive its slurmd (seen after a cancelled step): end those of
-# this cluster, told by their working directory under $DIR.
+# What can outlive the daemons: a job step's slurmstepd (told by its working directory under
+# $DIR), and a task's process that left its step's tracking when the step was cancelled (a
+# service stopped while it ran; proctrack/linuxproc follows parent links, and it was reparented
+# to init), told by its environment: a job of this cluster (SLURM_JOB_ID, our SLURM_CONF).
 stop_steps() {
-  local pid steps=()
-  for pid in $(pgrep -x slurmstepd || true); do
-    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$DIR"/* ]] && steps+=("$pid")
+  local pid environ steps=()
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    [ "$pid" = "$$" ] && continue
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = slurmstepd ]; then
+      [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$DIR"/* ]] && steps+=("$pid")
+      continue
+    fi
+    environ=$( { tr '\0' '\n' < "/proc/$pid/environ"; } 2>/dev/null) || continue
+    grep -qx "SLURM_CONF=$CONF" <<<"$environ" && grep -q '^SLURM_JOB_ID=' <<<"$environ" \
+      && steps+=("$pid")
   done
   [ "${#steps[@]}" -eq 0 ] && return
+  echo "slurm-cluster: ending ${#steps[@]} process(es) left by jobs: ${steps[*]}" >&2
   kill -TERM "${steps[@]}" 2>/dev/null || true
   for _ in $(seq 1 10); do kill -0 "${steps[@]}" 2>/dev/null || return 0; sleep 0.5; done
   kill -KILL "${steps[@]}" 2>/dev/null || true
