@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from urllib.parse import urlparse
 
-__all__ = ["scancel", "slurm_job"]
+__all__ = ["scancel", "slurm_job", "steps"]
 
 
 def slurm_job(sandbox: str | None) -> str | None:
@@ -32,7 +32,21 @@ def slurm_job(sandbox: str | None) -> str | None:
     return None
 
 
-def scancel(job: str) -> None:
-    """End Slurm job ``job`` (its processes get SIGTERM, then SIGKILL after the site's
-    KillWait); returns once Slurm has taken the request."""
-    subprocess.run(["scancel", job], capture_output=True, text=True, timeout=30, check=True)
+def steps(job: str) -> list[tuple[str, str]]:
+    """The steps of Slurm job ``job`` that srun started, as ``(step id, name)`` pairs, e.g.
+    ``("42.3", "af12cd.task.000007.exec.sh")``: the name is the program srun started."""
+    listing = subprocess.run(["squeue", "--noheader", "--steps", f"--jobs={job}",
+                              "--format=%i|%j"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    found = []
+    for line in listing.splitlines():
+        step, _, name = line.strip().partition("|")
+        if step.partition(".")[2].isdigit():  # not the job's batch, extern or interactive step
+            found.append((step, name))
+    return found
+
+
+def scancel(*jobs: str) -> None:
+    """End Slurm jobs or job steps (``"42"``, ``"42.3"``): their processes get SIGTERM, then
+    SIGKILL after the site's KillWait. Returns once Slurm has taken the request."""
+    subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=30, check=True)

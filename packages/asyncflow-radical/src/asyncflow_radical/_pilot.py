@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import secrets
+import subprocess
 import threading
 import time
 import warnings
@@ -80,6 +81,7 @@ class PilotJob:
         self.state: str | None = None
         self.problem: str | None = None  # why the pilot ended, once it has
         self.batch_job: str | None = None  # e.g. "Slurm job 42", once the pilot is active
+        self.slurm_job: str | None = None  # e.g. "42": then every executable is an srun step
         # Where the pilot is, from the resource's access schema (set by open()): its sandbox
         # on this machine's filesystem (file://localhost), its tasks on this machine (fork).
         self.sandbox_here = False
@@ -188,12 +190,14 @@ class PilotJob:
                                        "the backend that started the pilot has shut it down")
             tmgr, pmgr, session, pilot = self._tmgr, self._pmgr, self._session, self._pilot
             self._tmgr = self._pmgr = self._session = self._pilot = None
+            job = self.slurm_job
+            if job is None and pilot is not None and self._resource_manager == "SLURM":
+                job = _batch.slurm_job(pilot.pilot_sandbox)  # submitted, never active
+            if self.slurm_job is not None:  # RAPTOR, services, tasks: see stop()
+                _attempt("end the job's task steps", self._end_steps, None)
             if tmgr is not None and raptor:  # never raptor.rpc("stop"): it can hang forever
                 _attempt("stop RAPTOR", tmgr.cancel_tasks, raptor)
                 _attempt("wait for RAPTOR to stop", tmgr.wait_tasks, raptor, timeout=30)
-            job = None
-            if pilot is not None and self._resource_manager == "SLURM":
-                job = _batch.slurm_job(pilot.pilot_sandbox)
             if pmgr is not None and job is not None:
                 # RADICAL-Pilot learns that a batch job ended only at psij's next poll of the
                 # queue (every 30 s), and waits for it when it cancels the pilot or closes its
@@ -247,6 +251,42 @@ class PilotJob:
         if tmgr is not None and uids:
             tmgr.cancel_tasks(uids)
 
+    def stop(self, uids: list[str]) -> None:
+        """Stop running tasks and leave none of their processes behind (blocking).
+
+        In a Slurm job every executable task is an srun step, and RADICAL-Pilot's cancel does
+        not end it: it sends srun two SIGINTs, which reach the step's command as SIGINT only,
+        and its agent starts commands in the background of a shell, so they ignore SIGINT. The
+        shell dies, srun is killed, and the command, orphaned, goes on running (and holding the
+        step's cores); under proctrack/linuxproc even the job's end misses it. So a task that
+        runs as a step is ended by Slurm (``scancel`` of the step: SIGTERM to every process of
+        the step, then SIGKILL), which RADICAL-Pilot sees as the task's end; the others, not
+        launched yet or not in a Slurm job, are cancelled through RADICAL-Pilot.
+        """
+        ended: set[str] = set()
+        if self.slurm_job is not None and uids:
+            try:
+                ended = self._end_steps(uids)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("radical backend: could not end the Slurm steps of %s, so "
+                            "RADICAL-Pilot cancels them: %s", ", ".join(uids), exc)
+        self.cancel([uid for uid in uids if uid not in ended])
+
+    def _end_steps(self, uids: list[str] | None) -> set[str]:
+        """``scancel`` the running steps of tasks ``uids`` (``None``: of every task); the uids
+        whose steps were found. RADICAL-Pilot's agent names a task's step after the task's
+        ``<uid>.exec.sh``."""
+        job = self.slurm_job
+        assert job is not None
+        wanted = None if uids is None else {f"{uid}.exec.sh": uid for uid in uids}
+        found = {step: name for step, name in _batch.steps(job)
+                 if wanted is None or name in wanted}
+        if found:
+            log.debug("radical backend: scancel %s (%s)", " ".join(found),
+                      ", ".join(found.values()))
+            _batch.scancel(*found)
+        return set() if wanted is None else {wanted[name] for name in found.values()}
+
     # -- RAPTOR ----------------------------------------------------------------------------
 
     def raptor_master(self) -> str:
@@ -276,7 +316,7 @@ class PilotJob:
             if not probe.done.wait(RAPTOR_STARTUP_TIMEOUT):
                 probe.problem = f"no function task ran within {RAPTOR_STARTUP_TIMEOUT} s"
             if probe.problem is not None:
-                self.cancel(list(self._raptor_tasks))
+                _attempt("stop RAPTOR", self.stop, list(self._raptor_tasks))
                 with self._lock:
                     self._raptor_tasks, self._probe = frozenset(), None
                 raise RuntimeError(f"RAPTOR did not start: {probe.problem}")
@@ -303,7 +343,7 @@ class PilotJob:
         rp = self.rp
         problem = None
         if state == rp.PMGR_ACTIVE and self._resource_manager == "SLURM":
-            job = _batch.slurm_job(pilot.pilot_sandbox)
+            job = self.slurm_job = _batch.slurm_job(pilot.pilot_sandbox)
             self.batch_job = None if job is None else f"Slurm job {job}"
         if state in rp.FINAL:
             sandbox = urlparse(pilot.pilot_sandbox or "").path
@@ -358,7 +398,7 @@ class PilotJob:
         if probe is not None:
             probe.finish(problem)
         log.error("radical backend: %s", problem)
-        self.cancel(leftovers)
+        _attempt("stop the rest of RAPTOR", self.stop, leftovers)
         for listener in listeners:
             listener.raptor_lost(problem)
 

@@ -16,8 +16,9 @@ executable task, and one asyncio task per service, on the engine's loop, watches
 - ready, it reports ``DONE`` with the endpoint, then waits for the task's end: one
   ``FAILED`` with :class:`~asyncflow.ServiceExitedError` if that comes on its own.
 
-Stopping (a cancel, ``flow.stop_service``, the shutdown) cancels the RADICAL-Pilot task,
-whose agent kills the command's process group, and waits for its final state.
+Stopping (a cancel, ``flow.stop_service``, the shutdown) ends the task (its agent kills the
+command's process group; in a Slurm job, Slurm ends its step: see ``PilotJob.stop``) and
+waits for its final state.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Service:
         self.stdio = stdio
         self.ready: Readiness = spec.service
         self._report = report
-        self._cancel = cancel  # asks RADICAL-Pilot to cancel the task: a message
+        self._cancel = cancel  # ends the task: blocking, so run in a thread
         loop = asyncio.get_running_loop()
         self._launched: asyncio.Future[None] = loop.create_future()
         self._ended: asyncio.Future[Ended] = loop.create_future()
@@ -120,7 +121,7 @@ class Service:
     async def run(self) -> None:
         try:
             await self._run()
-        except asyncio.CancelledError:  # the loop is going away: leave nothing running
+        except asyncio.CancelledError:  # the loop is going away: leave nothing running, now
             self._cancel()
             raise
 
@@ -272,12 +273,12 @@ class Service:
         return True
 
     async def _halt(self) -> None:
-        """Cancel the RADICAL-Pilot task and wait for its final state, sending the cancel
-        again each second (one that reaches the agent during the launch is lost)."""
+        """End the task and wait for its final state, asking again each second (a cancel that
+        reaches RADICAL-Pilot's agent during the launch is lost)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _STOP_WAIT
         while not self._ended.done():
-            self._cancel()
+            await asyncio.to_thread(self._cancel)
             try:
                 async with asyncio.timeout(_CANCEL_AGAIN_AFTER):
                     await asyncio.shield(self._ended)

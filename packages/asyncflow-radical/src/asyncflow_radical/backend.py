@@ -44,13 +44,17 @@ _SHORTENED = "[... CONTENT SHORTENED ...]"  # how RADICAL-Pilot starts output it
 class _Job:
     """A task between ``submit`` and its one terminal report."""
 
-    __slots__ = ("cancelling", "running", "service", "spec", "stdio")
+    __slots__ = ("cancelling", "limit", "our_clock", "running", "service", "spec", "stdio",
+                 "timed_out")
 
-    def __init__(self, spec: TaskSpec, stdio: tuple[str, str]) -> None:
+    def __init__(self, spec: TaskSpec, stdio: tuple[str, str], limit: float | None) -> None:
         self.spec = spec
         self.stdio = stdio  # file names of stdout and stderr in the task's sandbox
         self.running = False
         self.cancelling = False
+        self.limit = limit  # its timeout: timeout= or the task_description's own
+        self.our_clock = False  # the timeout is kept here, not by RADICAL-Pilot's agent
+        self.timed_out = False
         self.service: Service | None = None  # a service task's watcher, which reports it
 
 
@@ -255,10 +259,16 @@ class RadicalExecutionBackend(ExecutionBackend):
                 continue
             self._files.record_outputs(spec, td["uid"])
             descriptions.append(td)
-            entry = _Job(spec, stdio_names(td))
+            limit = td.get("timeout") or None  # RADICAL-Pilot's 0: none
+            entry = _Job(spec, stdio_names(td), None if limit is None else float(limit))
+            if job.slurm_job is not None and spec.kind is TaskKind.EXECUTABLE and limit:
+                # The agent's timeout stops an srun step the way its cancel does, which leaves
+                # the command running (see PilotJob.stop): keep the time here and stop it so.
+                del td["timeout"]
+                entry.our_clock = True
             if spec.service is not None:
                 entry.service = Service(spec, td["uid"], self._task_sandbox(td), entry.stdio,
-                                        self.report, functools.partial(job.cancel, [td["uid"]]))
+                                        self.report, functools.partial(job.stop, [td["uid"]]))
             jobs.append(entry)
         if not jobs:
             return
@@ -330,6 +340,8 @@ class RadicalExecutionBackend(ExecutionBackend):
                     or (state == rp.AGENT_SCHEDULING and entry.spec.kind is TaskKind.FUNCTION)):
                 entry.running = True
                 self.report(TaskUpdate.running(entry.spec.uid))
+                if entry.our_clock:
+                    self._call_soon(self._start_clock, task.uid, entry.limit)
                 if entry.service is not None:
                     self._call_soon(entry.service.launched)
 
@@ -354,6 +366,19 @@ class RadicalExecutionBackend(ExecutionBackend):
                 active.set_exception(WorkerLostError(problem))
             self._fail(lambda entry: True, self._pilot_lost)
 
+    def _start_clock(self, rp_uid: str, limit: float) -> None:
+        self.loop.call_later(limit, self._time_out, rp_uid)
+
+    def _time_out(self, rp_uid: str) -> None:
+        with self._lock:
+            entry = self._jobs.get(rp_uid)  # None: it ended in time
+            if entry is None or entry.cancelling or entry.timed_out:
+                return
+            entry.timed_out = True
+        job = self._job
+        if job is not None:  # stop() does not raise: nothing to await
+            self.loop.run_in_executor(None, job.stop, [rp_uid])
+
     def _pilot_lost(self, spec: TaskSpec) -> WorkerLostError:
         return WorkerLostError(f"task {spec.name!r} ({spec.uid}): {self._pilot_problem}")
 
@@ -375,6 +400,9 @@ class RadicalExecutionBackend(ExecutionBackend):
         spec = entry.spec
         if entry.cancelling:
             return TaskUpdate.cancelled(spec.uid)
+        if entry.timed_out:
+            assert entry.limit is not None
+            return TaskUpdate.failed(spec.uid, TaskTimeoutError(spec.name, entry.limit))
         try:
             if spec.kind is TaskKind.FUNCTION:
                 value = self._function_value(spec, task, state)
@@ -399,8 +427,8 @@ class RadicalExecutionBackend(ExecutionBackend):
             stdout = _whole(task.stdout, task.sandbox, entry.stdio[0])
             stderr = _whole(task.stderr, task.sandbox, entry.stdio[1])
             return outcome(spec, code or 0, stdout, stderr)
-        if state == rp.CANCELED and spec.timeout is not None:
-            raise TaskTimeoutError(spec.name, spec.timeout)
+        if state == rp.CANCELED and entry.limit is not None:  # the agent's timeout
+            raise TaskTimeoutError(spec.name, entry.limit)
         raise self._lost(spec, task, state)
 
     def _ended(self, entry: _Job, task: Any, state: str) -> Ended:
@@ -429,7 +457,7 @@ class RadicalExecutionBackend(ExecutionBackend):
                 return False
             entry.cancelling = True
         assert self._job is not None
-        self._job.cancel([rp_uid])  # a message to the agent (and RAPTOR): returns at once
+        await asyncio.to_thread(self._job.stop, [rp_uid])
         # RADICAL-Pilot 1.103 loses a cancellation that reaches the agent while it launches
         # the command (is_canceled() then fails to publish the task with its Popen handle):
         # a second request, once the command runs, does not race.
@@ -438,8 +466,8 @@ class RadicalExecutionBackend(ExecutionBackend):
 
     def _cancel_again(self, rp_uid: str) -> None:
         job = self._job
-        if job is not None and rp_uid in self._jobs:
-            job.cancel([rp_uid])
+        if job is not None and rp_uid in self._jobs:  # stop() does not raise: nothing to await
+            self.loop.run_in_executor(None, job.stop, [rp_uid])
 
     async def shutdown(self) -> None:
         self._stopping = True
@@ -458,7 +486,7 @@ class RadicalExecutionBackend(ExecutionBackend):
         job, self._job = self._job, None
         if job is not None:
             job.forget(self)
-            job.cancel(in_flight)
+            await asyncio.to_thread(job.stop, in_flight)
             if self._host is None:
                 await asyncio.to_thread(job.close)
         if self._temp_sandbox is not None:

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import psutil
+
 # The example the docs give for a Slurm site, exactly as CI runs it.
 CONFIG = Path(__file__).parents[4] / "docs" / "examples" / "slurm" / "asyncflow.toml"
 
@@ -29,7 +31,12 @@ async def scancel(job: str) -> None:
 
 
 async def line_from(fifo: Path, within: float) -> str:
-    """The first line a task writes into ``fifo``, waiting at most ``within`` seconds.
+    """The first line a task writes into ``fifo``, waiting at most ``within`` seconds."""
+    return (await lines_from(fifo, 1, within))[0]
+
+
+async def lines_from(fifo: Path, count: int, within: float) -> list[str]:
+    """The first ``count`` lines tasks write into ``fifo``, waiting at most ``within`` seconds.
 
     Read from the loop (a blocking read in a thread could not be given up: its thread would
     hold the test process at exit). Opened read-write so that it never reads as ended while
@@ -37,18 +44,29 @@ async def line_from(fifo: Path, within: float) -> str:
     """
     fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
     loop = asyncio.get_running_loop()
-    line: asyncio.Future[str] = loop.create_future()
+    lines: asyncio.Future[list[str]] = loop.create_future()
     data = bytearray()
 
     def readable() -> None:
         with contextlib.suppress(BlockingIOError):
             data.extend(os.read(fd, 4096))
-        if b"\n" in data and not line.done():
-            line.set_result(data.split(b"\n", 1)[0].decode())
+        if data.count(b"\n") >= count and not lines.done():
+            lines.set_result(data.decode().split("\n")[:count])
 
     loop.add_reader(fd, readable)
     try:
-        return await asyncio.wait_for(line, within)
+        return await asyncio.wait_for(lines, within)
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+async def assert_ended(pids: list[str], within: float) -> None:
+    """Fail unless the processes ``pids`` (on this host, as the cluster's nodes are) have all
+    ended within ``within`` seconds."""
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            processes.append(psutil.Process(int(pid)))
+    _, alive = await asyncio.to_thread(psutil.wait_procs, processes, timeout=within)
+    assert not alive, f"still running {within:g} s after the task was stopped: {alive}"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slurm import CONFIG, job_id, line_from, squeue
+from slurm import CONFIG, assert_ended, job_id, line_from, lines_from, squeue
 
-from asyncflow import InputFile, OutputFile, ServiceEndpoint, WorkflowEngine
+from asyncflow import InputFile, OutputFile, ServiceEndpoint, TaskTimeoutError, WorkflowEngine
 from asyncflow_radical import RadicalExecutionBackend
 
 
@@ -99,21 +99,44 @@ async def test_files_move_from_one_task_to_the_next(flow: WorkflowEngine) -> Non
     assert text.startswith("written on node")
 
 
-async def test_a_running_srun_step_is_cancelled_and_its_cores_come_back(
+# RADICAL-Pilot's own cancel of an srun task left its command running, outside the step
+# (it ignores the SIGINT srun passes on): these tests check the very processes are gone.
+
+async def test_a_running_srun_step_is_cancelled_and_its_processes_end(
         flow: WorkflowEngine, tmp_path: Path) -> None:
     fifo = tmp_path / "started"
     os.mkfifo(fifo)
 
     @flow.executable_task(task_description={"ranks": 4})
     def hold() -> str:  # every core of the pilot, until cancelled
-        return f"sh -c '[ $SLURM_PROCID = 0 ] && echo > {fifo}; exec sleep 600'"
+        return f"sh -c 'echo $$ > {fifo}; exec sleep 600'"
 
     future = hold()
-    await line_from(fifo, 120)  # rank 0 runs
+    ranks = await lines_from(fifo, 4, 120)  # the pids of its 4 ranks, all running
     future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await future
+    await assert_ended(ranks, 30)
+    await _all_cores_free(flow)
 
+
+async def test_a_timeout_ends_the_srun_step(flow: WorkflowEngine, tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+
+    @flow.executable_task(timeout=5, task_description={"ranks": 4})
+    def overrun() -> str:
+        return f"sh -c 'echo $$ > {fifo}; exec sleep 600'"
+
+    future = overrun()
+    ranks = await lines_from(fifo, 4, 120)
+    with pytest.raises(TaskTimeoutError, match="timeout of 5 s"):
+        await future
+    await assert_ended(ranks, 30)
+    await _all_cores_free(flow)
+
+
+async def _all_cores_free(flow: WorkflowEngine) -> None:
     @flow.executable_task(task_description={"ranks": 4})
     def after() -> str:  # runs only once the step has ended and its 4 cores are free again
         return "true"
@@ -146,11 +169,15 @@ async def test_the_seed_composite_workflow(flow: WorkflowEngine) -> None:
 
 
 async def test_a_service_in_the_batch_job_serves_tasks_until_stopped(
-        flow: WorkflowEngine) -> None:
+        flow: WorkflowEngine, tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+
     @flow.executable_task(service=True, task_description={
         "ready_line": r"Serving HTTP on (?P<host>\S+) port (?P<port>\d+)", "ready_timeout": 120})
     def http_server() -> str:
-        return f"{sys.executable} -u -m http.server 0 --bind 127.0.0.1"
+        return (f"sh -c 'echo $$ > {fifo}; "
+                f"exec {sys.executable} -u -m http.server 0 --bind 127.0.0.1'")
 
     @flow.function_task
     def fetch(server: ServiceEndpoint) -> tuple[int, str | None]:
@@ -159,6 +186,8 @@ async def test_a_service_in_the_batch_job_serves_tasks_until_stopped(
         with urllib.request.urlopen(f"http://{server.address}/", timeout=30) as reply:
             return reply.status, os.environ.get("SLURM_JOB_ID")
 
+    # Read from the start: the service's write waits for a reader.
+    pid = asyncio.ensure_future(line_from(fifo, 130))
     server = http_server()
     status, job = await fetch(server)
     endpoint = await server
@@ -166,3 +195,4 @@ async def test_a_service_in_the_batch_job_serves_tasks_until_stopped(
           f"fetched in Slurm job {job}")
     assert status == 200 and job is not None
     assert await flow.stop_service(server)
+    await assert_ended([await pid], 30)
