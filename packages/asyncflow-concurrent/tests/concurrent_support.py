@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncflow
 from asyncflow.backend import TaskState
+from asyncflow.testing.processes import ended
 from asyncflow_concurrent import ConcurrentExecutionBackend
 
 MODES = ("loop", "threads", "processes")
@@ -34,47 +35,9 @@ def make_backend(mode: str, workers: int = 2) -> ConcurrentExecutionBackend:
 # -- child processes -----------------------------------------------------------------------
 
 
-def children() -> dict[int, str]:
-    """This process's child processes (zombies included), pid -> command line."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:  # gone meanwhile
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]  # the name may hold spaces
-        if int(ppid) == os.getpid():
-            found[int(entry)] = f"[{state}] " + cmdline.replace(b"\0", b" ").decode()
-    return found
-
-
 async def exited(pid: int) -> None:
-    """Return once process ``pid`` has ended (at once if it is gone), without polling."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    ended = loop.create_future()
-    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
-    try:
-        async with asyncio.timeout(LIMIT):
-            await ended
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """Return once process ``pid`` has ended (at once if it is gone); fail after LIMIT."""
+    assert not await ended([pid], LIMIT), f"process {pid} still runs after {LIMIT:g} s"
 
 
 # -- named pipes: a body tells the test something, or waits for it -------------------------

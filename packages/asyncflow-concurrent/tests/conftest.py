@@ -4,10 +4,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from concurrent_support import MODES, StateWatch, children, make_backend
+from concurrent_support import MODES, StateWatch, make_backend
 
 import asyncflow
 from asyncflow import WorkflowEngine
+from asyncflow.testing.processes import children
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

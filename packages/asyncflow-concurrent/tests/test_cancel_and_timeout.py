@@ -12,7 +12,6 @@ import pytest
 from concurrent_support import (
     LIMIT,
     StateWatch,
-    alive,
     exited,
     fifo,
     receive,
@@ -22,6 +21,7 @@ from concurrent_support import (
 )
 
 from asyncflow import TaskTimeoutError, WorkflowEngine
+from asyncflow.testing.processes import alive
 from asyncflow_concurrent import ConcurrentExecutionBackend
 
 

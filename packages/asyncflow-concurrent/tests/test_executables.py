@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from concurrent_support import alive, exited, fifo, receive
+from concurrent_support import exited, fifo, receive
 
 from asyncflow import ExecutableFailedError, TaskTimeoutError, WorkflowEngine
+from asyncflow.testing.processes import alive
 
 
 async def test_commands_run_without_a_shell_unless_asked(flow: WorkflowEngine,

@@ -14,12 +14,13 @@ import tempfile
 from dataclasses import replace
 
 import pytest
-from concurrent_support import children, make_backend
+from concurrent_support import make_backend
 from hypothesis import given
 
 from asyncflow import WorkflowEngine
 from asyncflow.testing.graphs import PROFILE, Plan, Rates, check_plan, plans, profile, report
 from asyncflow.testing.graphs import threads as live_threads
+from asyncflow.testing.processes import children
 
 CHAOS = PROFILE == "chaos"
 # Process mode pays a round trip to a worker per task, and a hanging task there costs a

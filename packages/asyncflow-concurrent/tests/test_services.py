@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import radical.asyncflow as rflow
-from concurrent_support import alive
 
 from asyncflow import (
     CapabilityError,
@@ -23,6 +22,7 @@ from asyncflow import (
     WorkflowEngine,
     hookimpl,
 )
+from asyncflow.testing.processes import alive
 
 pytestmark = pytest.mark.timeout(60)
 

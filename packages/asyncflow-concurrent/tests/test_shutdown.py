@@ -11,18 +11,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from concurrent_support import (
-    LIMIT,
-    StateWatch,
-    alive,
-    children,
-    fifo,
-    receive,
-    release,
-    send_pid_then_work,
-)
+from concurrent_support import LIMIT, StateWatch, fifo, receive, release, send_pid_then_work
 
 from asyncflow import WorkflowEngine
+from asyncflow.testing.processes import alive, children
 
 
 async def test_shutdown_cancels_everything_and_leaves_no_child(

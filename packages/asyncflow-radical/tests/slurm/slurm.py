@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import psutil
+from asyncflow.testing.processes import ended, processes
 
 # The example the docs give for a Slurm site, exactly as CI runs it.
 CONFIG = Path(__file__).parents[4] / "docs" / "examples" / "slurm" / "asyncflow.toml"
@@ -64,9 +64,6 @@ async def lines_from(fifo: Path, count: int, within: float) -> list[str]:
 async def assert_ended(pids: list[str], within: float) -> None:
     """Fail unless the processes ``pids`` (on this host, as the cluster's nodes are) have all
     ended within ``within`` seconds."""
-    processes = []
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            processes.append(psutil.Process(int(pid)))
-    _, alive = await asyncio.to_thread(psutil.wait_procs, processes, timeout=within)
-    assert not alive, f"still running {within:g} s after the task was stopped: {alive}"
+    left = await ended(pids, within)
+    assert not left, f"still running {within:g} s after the task was stopped: " \
+        f"{[f'{p.pid} {p.command}' for p in processes() if p.pid in left]}"

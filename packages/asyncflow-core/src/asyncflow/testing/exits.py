@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asyncflow.testing.processes import session_processes
+
 __all__ = ["Ending", "run_without_shutdown", "session_processes"]
 
 WARNING = "shutdown() was not called"
@@ -84,25 +86,6 @@ def run_without_shutdown(backend: str, options: dict[str, Any], ending: str, cwd
             child.wait()
         stderr.seek(0)
         return Ending(ending, code, stderr.read(), left)
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """The live (not zombie) processes of session ``sid``: pid -> command line (Linux)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            # Fields after the command (in parentheses): state, ppid, pgrp, session, ...
-            state, _, _, session = stat.rpartition(")")[2].split()[:4]
-            if int(session) != sid or state == "Z":
-                continue
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-        except (OSError, ValueError):  # ended meanwhile
-            continue
-        found[int(entry)] = command.decode(errors="replace").strip()[:120]
-    return found
 
 
 def _outlive(sid: int, linger: float) -> list[str]:
