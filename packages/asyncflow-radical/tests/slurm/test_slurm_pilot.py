@@ -3,7 +3,7 @@ nodes submitted with sbatch, configured by the docs' example and chosen there by
 
 The cluster has 2 cores per node and the pilot all 4; RAPTOR (started by the first function
 task) keeps 3 of them, so the tests that need the whole pilot come first, in file order, and
-the service (one core, until stopped) last.
+the services (one core each, until stopped) last.
 """
 
 from __future__ import annotations
@@ -195,4 +195,22 @@ async def test_a_service_in_the_batch_job_serves_tasks_until_stopped(
           f"fetched in Slurm job {job}")
     assert status == 200 and job is not None
     assert await flow.stop_service(server)
+    await assert_ended([await pid], 30)
+
+
+async def test_a_service_still_running_at_shutdown_is_ended(
+        pilot: RadicalExecutionBackend, tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    engine = await WorkflowEngine.create(backend=pilot.share(), work_dir=tmp_path)
+    try:
+        @engine.executable_task(service=True, task_description={"ready_line": "^up$",
+                                                                "ready_timeout": 120})
+        def forever() -> str:
+            return f"sh -c 'echo $$ > {fifo}; echo up; exec sleep 600'"
+
+        pid = asyncio.ensure_future(line_from(fifo, 130))
+        await forever()
+    finally:
+        await engine.shutdown()
     await assert_ended([await pid], 30)
