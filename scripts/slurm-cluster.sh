@@ -132,7 +132,10 @@ stop_steps() {
       && steps+=("$pid")
   done
   [ "${#steps[@]}" -eq 0 ] && return
-  echo "slurm-cluster: ending ${#steps[@]} process(es) left by jobs: ${steps[*]}" >&2
+  echo "slurm-cluster: ending ${#steps[@]} process(es) left by jobs:" >&2
+  for pid in "${steps[@]}"; do  # what each was, so that a log says who left it
+    echo "  $pid $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)" >&2
+  done
   kill -TERM "${steps[@]}" 2>/dev/null || true
   for _ in $(seq 1 10); do kill -0 "${steps[@]}" 2>/dev/null || return 0; sleep 0.5; done
   kill -KILL "${steps[@]}" 2>/dev/null || true
