@@ -376,7 +376,7 @@ class RadicalExecutionBackend(ExecutionBackend):
                 return
             entry.timed_out = True
         job = self._job
-        if job is not None:  # stop() does not raise: nothing to await
+        if job is not None:  # not awaited: asyncio logs an error it raises
             self.loop.run_in_executor(None, job.stop, [rp_uid])
 
     def _pilot_lost(self, spec: TaskSpec) -> WorkerLostError:
@@ -466,7 +466,7 @@ class RadicalExecutionBackend(ExecutionBackend):
 
     def _cancel_again(self, rp_uid: str) -> None:
         job = self._job
-        if job is not None and rp_uid in self._jobs:  # stop() does not raise: nothing to await
+        if job is not None and rp_uid in self._jobs:  # not awaited: asyncio logs an error it raises
             self.loop.run_in_executor(None, job.stop, [rp_uid])
 
     async def shutdown(self) -> None:
